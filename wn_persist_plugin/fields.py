@@ -1,0 +1,94 @@
+"""Column types that behave the same on SQLite and PostgreSQL.
+
+- `UTCDateTimeField`: takes aware datetimes only, stores naive UTC (SQLite: ISO text,
+  PostgreSQL: `timestamp`), returns aware UTC. Range queries and `date()` grouping then
+  agree on both databases whatever the session time zone.
+- `ISKField`: ISK with two decimals, exact. PostgreSQL `NUMERIC(20,2)`; SQLite `TEXT`
+  holding the exact decimal (SQLite's own decimals are floats and lose cents).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from peewee import DatabaseProxy, Field, SqliteDatabase
+
+CENT = Decimal("0.01")
+
+
+def _database_of(field: Field) -> Any:
+    db = field.model._meta.database if getattr(field, "model", None) else None
+    if isinstance(db, DatabaseProxy):
+        db = db.obj
+    return db
+
+
+def _is_sqlite(field: Field) -> bool:
+    return isinstance(_database_of(field), SqliteDatabase)
+
+
+def to_isk(value: Any) -> Decimal | None:
+    """An ISK amount as a Decimal rounded to the cent; None stays None."""
+    if value is None:
+        return None
+    try:
+        amount = Decimal(str(value)) if not isinstance(value, Decimal) else value
+        return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+    except InvalidOperation:
+        raise ValueError(f"not an ISK amount: {value!r}") from None
+
+
+def to_utc(value: dt.datetime) -> dt.datetime:
+    """An aware datetime converted to UTC; naive datetimes are refused."""
+    if not isinstance(value, dt.datetime):
+        raise TypeError(f"expected a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("naive datetime refused: pass an aware datetime (UTC)")
+    return value.astimezone(dt.UTC)
+
+
+class UTCDateTimeField(Field):
+    field_type = "DATETIME"
+
+    def db_value(self, value: Any) -> Any:
+        if value is None:
+            return None
+        naive = to_utc(value).replace(tzinfo=None)
+        return naive.isoformat(sep=" ") if _is_sqlite(self) else naive
+
+    def python_value(self, value: Any) -> dt.datetime | dt.date | None:
+        # fn.date(column) results pass through this converter too: keep dates as dates.
+        if value is None:
+            return None
+        if isinstance(value, str):
+            if len(value) == 10:
+                return dt.date.fromisoformat(value)
+            value = dt.datetime.fromisoformat(value)
+        if not isinstance(value, dt.datetime):
+            return value
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+class ISKField(Field):
+    """Exact ISK amount. The column type comes from the database's `field_types`
+    (set by `wn_persist_plugin.database.open_database`)."""
+
+    field_type = "ISK"
+
+    def ddl_datatype(self, ctx: Any) -> Any:
+        if "ISK" not in ctx.state.field_types:
+            raise RuntimeError("ISKField needs a database made by open_database()")
+        return super().ddl_datatype(ctx)
+
+    def db_value(self, value: Any) -> Any:
+        amount = to_isk(value)
+        if amount is None:
+            return None
+        return format(amount, "f") if _is_sqlite(self) else amount
+
+    def python_value(self, value: Any) -> Decimal | None:
+        return to_isk(value)

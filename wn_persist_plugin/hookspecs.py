@@ -1,0 +1,62 @@
+"""The host contract: hooks a WandererNotifier-style host calls on its plugins.
+
+Project name `wanderer_notifier`. A host does:
+
+    pm = pluggy.PluginManager("wanderer_notifier")
+    pm.add_hookspecs(wn_persist_plugin.hookspecs)
+    pm.load_setuptools_entrypoints("wanderer_notifier")
+    pm.hook.on_startup(config={...})
+
+Every hook is called with keyword arguments only, as pluggy requires.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pluggy
+
+PROJECT_NAME = "wanderer_notifier"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def on_startup(config: Mapping[str, Any]) -> None:
+    """Called once when the host starts, before any other hook.
+
+    `config` maps setting names (the environment variable names, e.g.
+    `ENABLE_PERSISTENCE`, `DATABASE_URL`) to values; they override the environment and
+    `.env`. A plugin opens its resources here, or stays inert when it is disabled.
+    """
+
+
+@hookspec
+def on_tracked_characters_updated(characters: Iterable[Mapping[str, Any]]) -> None:
+    """Called with the host's full current list of tracked characters whenever it changes
+    (and once after startup).
+
+    Each entry is either a Wanderer map API entry (`{"tracked": true, "character":
+    {"eve_id": "2123019188", "name": ..., "corporation_id": ..., "corporation_ticker": ...,
+    "alliance_id": ..., "alliance_ticker": ...}}`; ids may be strings) or a plain dict
+    (`{"character_id": 2123019188, "character_name": ...}`, id int or string).
+    """
+
+
+@hookspec
+def on_kill_processed(killmail: Mapping[str, Any]) -> None:
+    """Called after the host processed one killmail, on the host's own thread.
+
+    `killmail` is the mail as the host has it: an R2Z2 object, a RedisQ package, an ESI
+    mail with `zkb` merged in, a wanderer-kills mail, or WandererNotifier's
+    `{"killmail_id", "zkb", "esi_data"}` struct. Implementations must return quickly and
+    never raise.
+    """
+
+
+@hookspec
+def on_shutdown() -> None:
+    """Called once when the host stops. Plugins flush queued work, stop their threads and
+    close their resources before returning."""

@@ -1,0 +1,320 @@
+"""Killmail parsing: every envelope a host may hand over becomes one typed `Killmail`.
+
+Envelopes understood (see docs/killmails.md):
+- zKillboard R2Z2 objects `{"killmail_id", "hash", "esi": {...}, "zkb": {...}}`
+- RedisQ packages `{"package": {"killID", "killmail": {...}, "zkb"}}` (and the bare
+  `{"killID", "killmail", "zkb"}` inside them)
+- ESI killmails, with or without `zkb` merged in (zKillboard API arrays, EVE Ref archives)
+- wanderer-kills mails (`kill_time`, `system_id`, names inline)
+- WandererNotifier's struct `{"killmail_id", "zkb", "esi_data": {...}}`
+
+`unwrap()` is cheap and only finds the ESI body and the zkb block; `participant_ids()`
+walks the ids for filtering; `parse()` validates everything and builds the typed value.
+Bad input raises `MalformedKillmail`, which carries the killmail id when one was found.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from .fields import to_isk
+
+
+class MalformedKillmail(ValueError):
+    """The input is not a killmail we can store; `killmail_id` is set when known."""
+
+    def __init__(self, reason: str, killmail_id: int | None = None) -> None:
+        self.reason = reason
+        self.killmail_id = killmail_id
+        where = f"killmail {killmail_id}" if killmail_id is not None else "killmail (no id)"
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    """The victim or one attacker. `raw` is the participant's dict as received."""
+
+    character_id: int | None
+    character_name: str | None
+    corporation_id: int | None
+    corporation_name: str | None
+    alliance_id: int | None
+    alliance_name: str | None
+    faction_id: int | None
+    ship_type_id: int | None
+    ship_type_name: str | None
+    weapon_type_id: int | None
+    damage: int
+    final_blow: bool
+    raw: Mapping[str, Any]
+
+    @property
+    def is_player(self) -> bool:
+        return self.character_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Zkb:
+    """zKillboard's block. Values are exact ISK (`None` when absent)."""
+
+    total_value: Decimal | None
+    fitted_value: Decimal | None
+    dropped_value: Decimal | None
+    destroyed_value: Decimal | None
+    points: int | None
+    npc: bool
+    solo: bool
+    awox: bool
+    location_id: int | None
+    labels: tuple[str, ...]
+    raw: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Killmail:
+    killmail_id: int
+    hash: str | None
+    kill_time: dt.datetime
+    solar_system_id: int | None
+    solar_system_name: str | None
+    victim: Participant
+    attackers: tuple[Participant, ...]
+    zkb: Zkb | None
+    zkb_warning: str | None = None
+    """Set when a zkb part was present but unusable (then `zkb` is None)."""
+
+    @property
+    def total_value(self) -> Decimal | None:
+        return self.zkb.total_value if self.zkb else None
+
+    @property
+    def player_attackers(self) -> int:
+        return sum(1 for a in self.attackers if a.character_id is not None)
+
+    @property
+    def is_npc_kill(self) -> bool:
+        """No attacker was a player character."""
+        return not any(a.character_id is not None for a in self.attackers)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """The ESI body and zkb part found in an envelope, not yet validated."""
+
+    body: Mapping[str, Any]
+    zkb: Any
+    killmail_id: Any
+    hash: Any
+
+
+def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = mapping.get(key)
+        if value is not None:
+            return value
+    return None
+
+
+def unwrap(envelope: Any) -> Envelope:
+    """Find the ESI body and zkb block in any supported envelope (no validation)."""
+    if not isinstance(envelope, Mapping):
+        raise MalformedKillmail(f"expected a mapping, got {type(envelope).__name__}")
+    package = envelope.get("package")
+    if isinstance(package, Mapping):
+        envelope = package
+    elif "package" in envelope and package is None:
+        raise MalformedKillmail("empty RedisQ package")
+    killmail_id = _first(envelope, "killmail_id", "killID")
+    for key in ("esi", "esi_data", "killmail"):
+        if key in envelope:
+            body = envelope[key]
+            if not isinstance(body, Mapping):
+                raise MalformedKillmail(
+                    f"{key!r} is {type(body).__name__}, not a mapping", _maybe_id(killmail_id)
+                )
+            zkb = envelope.get("zkb", body.get("zkb"))
+            killmail_id = killmail_id if killmail_id is not None else body.get("killmail_id")
+            hash_ = _first(envelope, "hash", "killmail_hash") or _first(
+                body, "killmail_hash", "hash"
+            )
+            return Envelope(body, zkb, killmail_id, hash_)
+    hash_ = _first(envelope, "hash", "killmail_hash")
+    zkb = envelope.get("zkb")
+    if hash_ is None and isinstance(zkb, Mapping):
+        hash_ = zkb.get("hash")
+    return Envelope(envelope, zkb, killmail_id, hash_)
+
+
+def _maybe_id(value: Any) -> int | None:
+    try:
+        return _int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: Any) -> int:
+    """An id from an int or a digit string; bools and floats with fractions refused."""
+    if isinstance(value, bool):
+        raise ValueError("boolean is not an id")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        return int(value.strip())
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ValueError(f"not an integer: {value!r}")
+
+
+def participant_ids(envelope: Envelope) -> tuple[int | None, list[int]]:
+    """The victim's character id and the attackers' character ids, for cheap filtering.
+
+    Raises `MalformedKillmail` when the structure or an id is unusable.
+    """
+    body = envelope.body
+    victim = body.get("victim")
+    attackers = body.get("attackers")
+    if not isinstance(victim, Mapping) or not isinstance(attackers, list):
+        raise _structure_error(body, envelope.killmail_id)
+    try:
+        raw_victim = victim.get("character_id")
+        victim_id = None if raw_victim is None else _int(raw_victim)
+        ids = []
+        for attacker in attackers:
+            raw = attacker.get("character_id")
+            if raw is not None:
+                ids.append(raw if type(raw) is int else _int(raw))
+    except (AttributeError, ValueError, TypeError) as exc:
+        raise MalformedKillmail(
+            f"bad character id: {exc}", _maybe_id(envelope.killmail_id)
+        ) from None
+    return victim_id, ids
+
+
+def _structure_error(body: Mapping[str, Any], killmail_id: Any) -> MalformedKillmail:
+    victim = body.get("victim")
+    if victim is None:
+        reason = "no victim"
+    elif not isinstance(victim, Mapping):
+        reason = f"victim is {type(victim).__name__}, not a mapping"
+    else:
+        reason = f"attackers is {type(body.get('attackers')).__name__}, not a list"
+    return MalformedKillmail(reason, _maybe_id(killmail_id))
+
+
+def parse_time(value: Any) -> dt.datetime:
+    """ISO 8601 (`2025-11-02T18:40:11Z`, offsets, fractions) or `2008.01.06 00:44:00`,
+    as an aware UTC datetime. Times without an offset are UTC (EVE time)."""
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, str):
+        text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
+        if len(text) >= 10 and text[4] == "." and text[7] == ".":
+            text = f"{text[:4]}-{text[5:7]}-{text[8:]}"
+        parsed = dt.datetime.fromisoformat(text)
+    else:
+        raise ValueError(f"not a time: {value!r}")
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
+
+
+def _opt_int(mapping: Mapping[str, Any], *keys: str) -> int | None:
+    value = _first(mapping, *keys)
+    return None if value is None else _int(value)
+
+
+def _opt_str(mapping: Mapping[str, Any], *keys: str) -> str | None:
+    value = _first(mapping, *keys)
+    return None if value is None else str(value)
+
+
+def _participant(raw: Any, victim: bool) -> Participant:
+    if not isinstance(raw, Mapping):
+        kind = "victim" if victim else "attacker"
+        raise ValueError(f"{kind} is {type(raw).__name__}, not a mapping")
+    damage = raw.get("damage_taken" if victim else "damage_done") or 0
+    return Participant(
+        character_id=_opt_int(raw, "character_id"),
+        character_name=_opt_str(raw, "character_name"),
+        corporation_id=_opt_int(raw, "corporation_id"),
+        corporation_name=_opt_str(raw, "corporation_name"),
+        alliance_id=_opt_int(raw, "alliance_id"),
+        alliance_name=_opt_str(raw, "alliance_name"),
+        faction_id=_opt_int(raw, "faction_id"),
+        ship_type_id=_opt_int(raw, "ship_type_id"),
+        ship_type_name=_opt_str(raw, "ship_type_name", "ship_name"),
+        weapon_type_id=_opt_int(raw, "weapon_type_id"),
+        damage=_int(damage),
+        final_blow=bool(raw.get("final_blow", False)),
+        raw=raw,
+    )
+
+
+def _zkb(raw: Mapping[str, Any]) -> Zkb:
+    labels = raw.get("labels") or ()
+    return Zkb(
+        total_value=to_isk(raw.get("totalValue")),
+        fitted_value=to_isk(raw.get("fittedValue")),
+        dropped_value=to_isk(raw.get("droppedValue")),
+        destroyed_value=to_isk(raw.get("destroyedValue")),
+        points=_opt_int(raw, "points"),
+        npc=bool(raw.get("npc", False)),
+        solo=bool(raw.get("solo", False)),
+        awox=bool(raw.get("awox", False)),
+        location_id=_opt_int(raw, "locationID"),
+        labels=tuple(str(label) for label in labels) if isinstance(labels, list) else (),
+        raw=raw,
+    )
+
+
+def parse(envelope: Any) -> Killmail:
+    """Validate any supported envelope and return the typed `Killmail`."""
+    found = envelope if isinstance(envelope, Envelope) else unwrap(envelope)
+    body = found.body
+    raw_id = found.killmail_id if found.killmail_id is not None else body.get("killmail_id")
+    killmail_id = _maybe_id(raw_id)
+    if killmail_id is None:
+        raise MalformedKillmail(f"no usable killmail id ({raw_id!r})")
+    victim = body.get("victim")
+    attackers = body.get("attackers")
+    if not isinstance(victim, Mapping) or not isinstance(attackers, list):
+        raise _structure_error(body, killmail_id)
+    try:
+        kill_time = parse_time(_first(body, "killmail_time", "kill_time"))
+    except (ValueError, TypeError) as exc:
+        raise MalformedKillmail(f"unparsable kill time: {exc}", killmail_id) from None
+    try:
+        parsed_victim = _participant(victim, victim=True)
+        parsed_attackers = tuple(_participant(a, victim=False) for a in attackers)
+        system_id = _opt_int(body, "solar_system_id", "system_id")
+    except (ValueError, TypeError) as exc:
+        raise MalformedKillmail(str(exc), killmail_id) from None
+
+    zkb = None
+    warning = None
+    if isinstance(found.zkb, Mapping):
+        try:
+            zkb = _zkb(found.zkb)
+        except (ValueError, TypeError) as exc:
+            warning = f"unusable zkb block ({exc}); stored without a value"
+    elif found.zkb is not None:
+        warning = f"zkb is {type(found.zkb).__name__}, not a mapping; stored without a value"
+
+    hash_ = found.hash if isinstance(found.hash, str) else None
+    if hash_ is None and zkb is not None and isinstance(zkb.raw.get("hash"), str):
+        hash_ = zkb.raw["hash"]
+    return Killmail(
+        killmail_id=killmail_id,
+        hash=hash_,
+        kill_time=kill_time,
+        solar_system_id=system_id,
+        solar_system_name=_opt_str(body, "solar_system_name", "system_name"),
+        victim=parsed_victim,
+        attackers=parsed_attackers,
+        zkb=zkb,
+        zkb_warning=warning,
+    )

@@ -1,0 +1,109 @@
+"""The tables, as peewee models bound to `database_proxy`.
+
+The schema itself is created by the numbered migrations in `migrations/`; these models
+describe it for queries. Keep the two in step.
+"""
+
+from __future__ import annotations
+
+from peewee import (
+    BigAutoField,
+    BigIntegerField,
+    BooleanField,
+    CharField,
+    DateField,
+    IntegerField,
+    JSONField,
+    Model,
+)
+
+from .database import database_proxy
+from .fields import ISKField, UTCDateTimeField
+
+ROLE_ATTACKER = "attacker"
+ROLE_VICTIM = "victim"
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database_proxy
+        legacy_table_names = False
+
+
+class TrackedCharacter(BaseModel):
+    character_id = BigIntegerField(unique=True)
+    character_name = CharField(null=True)
+    corporation_id = BigIntegerField(null=True)
+    corporation_name = CharField(null=True)
+    corporation_ticker = CharField(null=True)
+    alliance_id = BigIntegerField(null=True)
+    alliance_name = CharField(null=True)
+    alliance_ticker = CharField(null=True)
+    tracked = BooleanField(default=True)
+    tracked_since = UTCDateTimeField()
+    updated_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "tracked_characters"
+
+
+class Killmail(BaseModel):
+    """One involvement: a tracked character on one killmail in one role."""
+
+    id = BigAutoField()
+    killmail_id = BigIntegerField()
+    kill_time = UTCDateTimeField()
+    solar_system_id = BigIntegerField(null=True)
+    solar_system_name = CharField(null=True)
+    region_id = BigIntegerField(null=True)
+    region_name = CharField(null=True)
+    total_value = ISKField(null=True)
+    character_role = CharField(max_length=16)
+    related_character_id = BigIntegerField()
+    related_character_name = CharField(null=True)
+    ship_type_id = BigIntegerField(null=True)
+    ship_type_name = CharField(null=True)
+    final_blow = BooleanField(default=False)
+    solo = BooleanField(default=False)
+    npc = BooleanField(default=False)
+    attacker_count = IntegerField(default=0)
+    zkb_data = JSONField(null=True)
+    victim_data = JSONField(null=True)
+    attacker_data = JSONField(null=True)
+    processed_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "killmails"
+        indexes = (
+            (("killmail_id", "related_character_id", "character_role"), True),
+            (("related_character_id", "kill_time"), False),
+            (("solar_system_id", "kill_time"), False),
+            (("character_role", "kill_time"), False),
+        )
+
+
+class KillmailStatistics(BaseModel):
+    id = BigAutoField()
+    period_type = CharField(max_length=16)
+    period_start = DateField()
+    period_end = DateField()
+    character_id = BigIntegerField()
+    character_name = CharField(null=True)
+    kills_count = IntegerField(default=0)
+    deaths_count = IntegerField(default=0)
+    isk_destroyed = ISKField(default=0)
+    isk_lost = ISKField(default=0)
+    region_activity = JSONField(null=True)
+    ship_usage = JSONField(null=True)
+    inserted_at = UTCDateTimeField()
+    updated_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "killmail_statistics"
+        indexes = (
+            (("character_id", "period_type", "period_start"), True),
+            (("period_type", "period_start"), False),
+        )
+
+
+ALL_MODELS: tuple[type[BaseModel], ...] = (TrackedCharacter, Killmail, KillmailStatistics)
