@@ -124,3 +124,13 @@ def real_data_dir() -> Path:
     if not (DATA_DIR / "killmails" / "real_killmails.jsonl").is_file():
         pytest.skip(f"real data not found at {DATA_DIR}")
     return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def real_envelopes(real_data_dir: Path) -> list[dict]:
+    """The 529 real killmails as R2Z2 envelopes (skips when the data is absent)."""
+    import json
+
+    path = real_data_dir / "killmails" / "real_killmails.jsonl"
+    with path.open() as fh:
+        return [json.loads(line) for line in fh if line.strip()]
