@@ -15,6 +15,7 @@ from peewee import (
     IntegerField,
     JSONField,
     Model,
+    TextField,
 )
 
 from .database import database_proxy
@@ -106,4 +107,20 @@ class KillmailStatistics(BaseModel):
         )
 
 
-ALL_MODELS: tuple[type[BaseModel], ...] = (TrackedCharacter, Killmail, KillmailStatistics)
+class FeedState(BaseModel):
+    """The standalone host's own state, key -> value (e.g. `r2z2.last_sequence`)."""
+
+    key = CharField(max_length=64, primary_key=True)
+    value = TextField()
+    updated_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "feed_state"
+
+
+ALL_MODELS: tuple[type[BaseModel], ...] = (
+    TrackedCharacter,
+    Killmail,
+    KillmailStatistics,
+    FeedState,
+)
