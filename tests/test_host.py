@@ -4,6 +4,7 @@ recording plugin registered directly (the real plugin is exercised in test_host_
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -355,3 +356,36 @@ def test_map_down_at_start(db, db_url, mails, tracked, caplog):
     assert len(lists) == 1 and [e["character"]["eve_id"] for e in lists[0]] == [str(tracked[1])]
     kinds = [k for k, _ in nothing.calls]
     assert kinds.index("tracked") < kinds.index("kill")
+
+
+def test_compose_empty_values_mean_defaults():
+    """docker-compose.yml passes every unset setting as an empty string: that must mean
+    'unset' (SQLite, no map, default feed), and ENABLE_PERSISTENCE picks PostgreSQL only
+    through POSTGRES_HOST."""
+    from wn_persist_plugin.config import load_settings
+
+    empty = dict.fromkeys(
+        [
+            "POSTGRES_HOST",
+            "POSTGRES_POOL_SIZE",
+            "MAP_URL",
+            "MAP_NAME",
+            "MAP_API_KEY",
+            "MAP_REFRESH_SECONDS",
+            "R2Z2_BASE_URL",
+            "USER_AGENT_CONTACT",
+            "PROGRESS_INTERVAL_SECONDS",
+            "PERSISTENCE_RETENTION_DAYS",
+            "PERSISTENCE_AGGREGATION_SCHEDULE",
+        ],
+        "",
+    )
+    raw = {**empty, "POSTGRES_PORT": "5432", "POSTGRES_USER": "wanderer"}
+    raw["TRACKED_CHARACTER_IDS"] = "2123019188"
+    settings = load_settings(environ=raw, dotenv=Path("/nonexistent/.env"))
+    assert settings.database_url == "sqlite:///wn_persist.db"
+    options = host_settings(settings)
+    assert options == HostSettings(static_ids=(2123019188,))
+    raw["POSTGRES_HOST"] = "postgres"
+    with_pg = load_settings(environ=raw, dotenv=Path("/nonexistent/.env"))
+    assert with_pg.database_url == "postgresql://wanderer@postgres:5432/wanderer_notifier"
