@@ -372,6 +372,14 @@ class Host:
                 ok = False
         return ok
 
+    def _reset_connection(self) -> None:
+        """Drop a connection that failed, so the next save reconnects."""
+        try:
+            if self._db is not None:
+                self._db.close()
+        except Exception as exc:  # noqa: BLE001 - it is being thrown away
+            log.debug("closing the host's database connection: %s", exc)
+
     def _save(self, sequence: int) -> None:
         assert self._db is not None
         feed_state.save_sequence(self._db, sequence)
@@ -390,6 +398,7 @@ class Host:
             self._save(sequence)
         except Exception as exc:  # noqa: BLE001 - retried at the next checkpoint
             log.warning("could not save the feed position %d: %s", sequence, exc)
+            self._reset_connection()
             return False
         return True
 
@@ -453,7 +462,9 @@ class Host:
                 )
         self._apply_tracked()
         if stored is not None:
-            log.info("resuming the R2Z2 feed after sequence %d (stored)", stored)
+            latest = self.feed.peek_latest()
+            behind = "" if latest is None else f"; the feed is at {latest}"
+            log.info("resuming the R2Z2 feed after sequence %d (stored)%s", stored, behind)
             return stored + 1
         latest = self.feed.latest_sequence(self.stop_event)
         if latest is not None:
@@ -467,7 +478,7 @@ class Host:
             sequence = self._start()
             ticker = threading.Thread(target=self._ticker, name="wn-host-ticker", daemon=True)
             ticker.start()
-            last_checkpoint = self._clock()
+            last_checkpoint = last_latest = self._clock()
             while sequence is not None and not self.stop_event.is_set():
                 delivery = self.feed.next_mail(sequence, self.stop_event)
                 if delivery is None:
@@ -479,6 +490,9 @@ class Host:
                 if self._clock() - last_checkpoint >= self.options.checkpoint_seconds:
                     self.checkpoint()
                     last_checkpoint = self._clock()
+                if self._clock() - last_latest >= self.options.progress_seconds:
+                    self.feed.peek_latest()  # keeps the lag figure current while catching up
+                    last_latest = self._clock()
         finally:
             self.stop_event.set()
             if ticker is not None:

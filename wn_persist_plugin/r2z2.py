@@ -185,6 +185,16 @@ class R2Z2Client:
                 return None
         return None
 
+    def peek_latest(self) -> int | None:
+        """One attempt at the latest sequence (for lag figures); None when it failed."""
+        outcome = self._get("/ephemeral/sequence.json")
+        value = outcome.data.get("sequence") if outcome.kind == "ok" else None
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            self.latest = value
+            return value
+        log.debug("R2Z2 sequence.json: %s", outcome.reason or outcome.kind)
+        return None
+
     def _wait_for(self, outcome: Outcome, attempt: int, what: str) -> float:
         if outcome.kind == "rate_limited":
             self.counters.rate_limited += 1
