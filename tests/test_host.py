@@ -15,6 +15,7 @@ from fakes.wanderer_map import FakeMap, map_entry
 from wn_persist_plugin import feed_state
 from wn_persist_plugin.cli import main
 from wn_persist_plugin.config import ConfigError
+from wn_persist_plugin.hookspecs import hookimpl
 from wn_persist_plugin.host import HostSettings, host_settings
 
 FIRST = 90_000_000
@@ -208,7 +209,9 @@ def test_plugin_errors_do_not_stop_the_feed(db, db_url, mails, tracked, caplog):
     assert f"on_kill_processed failed for killmail {bad}" in caplog.text
 
 
-def test_position_is_saved_only_after_the_plugin_confirms(db, db_url, mails, tracked):
+def test_position_is_saved_only_after_the_plugin_confirms(db, db_url, mails, tracked, caplog):
+    """Unconfirmed writes never move the saved position; the next run reads them again
+    (at-least-once), and a confirming plugin gets checkpoints while running."""
     with FakeR2Z2(mails[:10], first=FIRST, published=FIRST + 4) as feed:
         feed.reported_latest = FIRST
         settings = settings_for(
@@ -216,16 +219,17 @@ def test_position_is_saved_only_after_the_plugin_confirms(db, db_url, mails, tra
             R2Z2_BASE_URL=feed.url,
             TRACKED_CHARACTER_IDS=str(tracked[0]),
             HOST_CHECKPOINT_SECONDS=0,
-            **FAST,
+            **{**FAST, "HOST_FLUSH_TIMEOUT": 0.2},
         )
         unsure = RecordingPlugin(flush_result=False)
-        with HostThread(settings, [unsure]) as run:
+        with caplog.at_level(logging.WARNING), HostThread(settings, [unsure]) as run:
             wait_for(lambda: len(unsure.sequences()) == 5, what="5 mails")
             wait_for(lambda: unsure.flushes >= 4, what="checkpoints")
-            assert feed_state.load_sequence(db) is None  # never confirmed
+            # Saved at the first start (nothing handled yet), never moved since.
+            assert feed_state.load_sequence(db) == FIRST - 1
             run.stop()
-        # on_shutdown returned: everything handed over is written.
-        assert feed_state.load_sequence(db) == FIRST + 4
+        assert feed_state.load_sequence(db) == FIRST - 1
+        assert "the plugins did not confirm every write" in caplog.text
 
         feed.publish(FIRST + 9)
         sure = RecordingPlugin(flush_result=True)
@@ -233,7 +237,73 @@ def test_position_is_saved_only_after_the_plugin_confirms(db, db_url, mails, tra
             wait_for(lambda: feed_state.load_sequence(db) == FIRST + 9, what="a checkpoint")
             assert sure.named("shutdown") == []  # saved while running, after flush()
             run.stop()
-    assert sure.sequences() == list(range(FIRST + 5, FIRST + 10))
+    assert sure.sequences() == list(range(FIRST, FIRST + 10))
+
+
+class QueueingPlugin(RecordingPlugin):
+    """Reports a queue that only `flush()` empties, like a background writer."""
+
+    def __init__(self) -> None:
+        super().__init__(flush_result=True)
+        self.queue = 0
+        self.max_seen = 0
+
+    @hookimpl
+    def on_kill_processed(self, killmail):
+        super().on_kill_processed(killmail)
+        self.queue += 1
+        self.max_seen = max(self.max_seen, self.queue)
+
+    def flush(self, timeout):
+        self.flushes += 1
+        self.queue = 0
+        return True
+
+    def stats(self):
+        return {"queued": self.queue, "rows_written": 0, "lost": 0}
+
+
+def test_backpressure_pauses_the_feed_until_the_queue_is_written(db, db_url, mails, tracked):
+    with FakeR2Z2(mails[:20], first=FIRST) as feed:
+        feed.reported_latest = FIRST
+        settings = settings_for(
+            db_url,
+            R2Z2_BASE_URL=feed.url,
+            TRACKED_CHARACTER_IDS=str(tracked[0]),
+            HOST_MAX_QUEUED=4,
+            HOST_CHECKPOINT_SECONDS=3600,
+            **FAST,
+        )
+        plugin = QueueingPlugin()
+        with HostThread(settings, [plugin]) as run:
+            wait_for(lambda: len(plugin.sequences()) == 20, what="20 mails")
+            run.stop()
+    assert plugin.max_seen == 4 and plugin.flushes >= 5
+
+
+def test_stats_from_a_dataclass_in_the_progress_line(db_url):
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Stats:
+        queued: int = 3
+        rows_written: int = 17
+        dropped: int = 0
+
+    class WithStats:
+        def stats(self):
+            return Stats()
+
+    from wn_persist_plugin.host import Host, make_plugin_manager
+
+    settings = settings_for(db_url, TRACKED_CHARACTER_IDS="5")
+    host = Host(
+        settings,
+        host_settings(settings),
+        plugin_manager=make_plugin_manager([WithStats()], entry_points=False),
+    )
+    line = host.progress_line()
+    assert "stored=17 " in line and "queue=3 " in line and "dropped" not in line
 
 
 def test_progress_line(db, db_url, mails, tracked, caplog):

@@ -97,3 +97,26 @@ def test_unreachable_feed_keeps_retrying_and_stops_on_signal(db_url, db, tmp_pat
     db_check = open_database(db_url, bind=False)
     assert feed_state.load_sequence(db_check) is None
     db_check.close()
+
+
+def test_postgres_not_up_yet_is_retried_until_stopped(tmp_path):
+    """In Docker the database may start after us: retry (logged, password masked)."""
+    url = "postgresql://wanderer:hunter2@127.0.0.1:1/wanderer_notifier"
+    process = start(tmp_path, url, "http://127.0.0.1:9")
+    try:
+        time.sleep(1.5)  # connection refused at once: a few retries by now
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=15)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "database postgresql://wanderer:***@127.0.0.1:1/wanderer_notifier unreachable" in err
+    assert "retrying in" in err and "hunter2" not in err
+
+
+def test_unopenable_sqlite_fails_with_one_line(tmp_path):
+    url = f"sqlite:///{tmp_path}/no/such/dir/wn.db"
+    process = start(tmp_path, url, "http://127.0.0.1:9")
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 1
+    assert err.strip().splitlines()[-1].startswith("wn-persist: error: database error (sqlite:///")

@@ -17,6 +17,7 @@ saved after `on_kill_processed` returned, so a crash can lose the mails it still
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import signal
@@ -28,11 +29,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pluggy
-from peewee import Database
+from peewee import Database, InterfaceError, OperationalError
 
 from . import feed_state, hookspecs, migrator
-from .config import ConfigError, Settings, parse_int
-from .database import open_database
+from .config import ConfigError, Settings, mask_secrets, parse_int
+from .database import is_postgres, open_database
 from .killmail import MalformedKillmail, parse_time, participant_ids, unwrap
 from .r2z2 import DEFAULT_BASE_URL, MAX_REQUESTS_PER_SECOND, R2Z2Client
 from .wanderer_map import MapClient, MapUnavailable, TrackedList
@@ -99,6 +100,7 @@ class HostSettings:
     progress_seconds: float = 60.0
     checkpoint_seconds: float = 5.0
     flush_timeout: float = 20.0
+    max_queued: int = 1000
     user_agent_contact: str | None = None
 
     @property
@@ -160,6 +162,11 @@ def host_settings(settings: Settings, track: Iterable[str] = ()) -> HostSettings
         progress_seconds=seconds("PROGRESS_INTERVAL_SECONDS", 60.0, 0.05, 86_400),
         checkpoint_seconds=seconds("HOST_CHECKPOINT_SECONDS", 5.0, 0.0, 3600),
         flush_timeout=seconds("HOST_FLUSH_TIMEOUT", 20.0, 0.1, 3600),
+        max_queued=(
+            1000
+            if get("HOST_MAX_QUEUED") is None
+            else parse_int("HOST_MAX_QUEUED", values["HOST_MAX_QUEUED"], 1, 10_000_000)
+        ),
         user_agent_contact=get("USER_AGENT_CONTACT"),
     )
 
@@ -179,6 +186,20 @@ def make_plugin_manager(
     for plugin in plugins:
         pm.register(plugin)
     return pm
+
+
+def _as_mapping(value: Any) -> Mapping[str, Any]:
+    """A plugin's `stats()` answer as a mapping (a dict, `as_dict()`, or a dataclass)."""
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return value
+    as_dict = getattr(value, "as_dict", None)
+    if callable(as_dict):
+        return as_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return {}
 
 
 def _static_entries(ids: Iterable[int]) -> list[dict[str, Any]]:
@@ -331,7 +352,7 @@ class Host:
             stats = getattr(plugin, "stats", None)
             if callable(stats):
                 try:
-                    merged.update(stats() or {})
+                    merged.update(_as_mapping(stats()))
                 except Exception as exc:  # noqa: BLE001 - a progress line never fails
                     log.debug("stats() of %r failed: %s", plugin, exc)
         return merged
@@ -346,13 +367,15 @@ class Host:
         if self._last_kill_time is not None:
             seconds = (dt.datetime.now(dt.UTC) - self._last_kill_time).total_seconds()
             age = f"{max(0, int(seconds))}s"
-        stored = stats.get("rows_written", stats.get("stored", "?"))
-        queue = stats.get("queue_depth", stats.get("queued", "?"))
+        stored = stats.get("rows_written", "?")
+        queue = stats.get("queued", "?")
+        dropped = stats.get("dropped")
         return (
             f"progress: seen={c.seen} matched={c.matched} stored={stored} "
             f"sequence={current if current is not None else '-'} "
             f"latest={latest if latest is not None else '?'} lag={lag} kill_age={age} "
             f"queue={queue} tracked={len(self._tracked_ids)} skipped={c.skipped_sequences}"
+            + (f" dropped={dropped}" if dropped else "")
         )
 
     # -- checkpoints -------------------------------------------------------------------
@@ -402,6 +425,23 @@ class Host:
             return False
         return True
 
+    def _wait_for_queue(self) -> None:
+        """Backpressure: the feed is pulled, so when a plugin's queue (`queued` in its
+        stats) reaches HOST_MAX_QUEUED, stop reading until it is written; nothing is ever
+        dropped for want of room and the feed keeps the objects meanwhile."""
+        queued = self.plugin_stats().get("queued")
+        if not isinstance(queued, int) or queued < self.options.max_queued:
+            return
+        log.info(
+            "plugin queue at %d mails (HOST_MAX_QUEUED=%d): pausing the feed until it is written",
+            queued,
+            self.options.max_queued,
+        )
+        while not self.stop_event.is_set():
+            if self._flush_plugins(min(self.options.flush_timeout, 5.0)):
+                return
+            log.warning("plugin queue still not written; the feed stays paused")
+
     # -- mails -------------------------------------------------------------------------
 
     def _note_mail(self, envelope: Mapping[str, Any]) -> None:
@@ -440,13 +480,40 @@ class Host:
         """What `on_startup` gets: persistence on, the same database as the host."""
         return {"ENABLE_PERSISTENCE": "true", "DATABASE_URL": self.settings.database_url}
 
+    def _prepare_database(self) -> bool:
+        """Migrate and read the stored position. A PostgreSQL server that is not reachable
+        (yet: e.g. starting beside us in Docker) is retried with backoff until it answers
+        or the host is stopped; SQLite errors are not transient and are raised."""
+        assert self._db is not None
+        attempt = 0
+        while True:
+            try:
+                migrator.migrate(self._db)
+                self._saved = feed_state.load_sequence(self._db)
+                return True
+            except (OperationalError, InterfaceError) as exc:
+                if not is_postgres(self._db):
+                    raise
+                wait = min(30.0, 0.5 * 2 ** min(attempt, 10))
+                attempt += 1
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                log.warning(
+                    "database %s unreachable: %s; retrying in %.1f s",
+                    self.settings.masked_database_url,
+                    mask_secrets(first),
+                    wait,
+                )
+                self._reset_connection()
+                if self.stop_event.wait(wait):
+                    return False
+
     def _start(self) -> int | None:
         """Open the database, start the plugins, publish the tracked list, find the first
         sequence. None when stopped before that."""
         self._db = open_database(self.settings, bind=False)
-        migrator.migrate(self._db)
-        stored = feed_state.load_sequence(self._db)
-        self._saved = stored
+        if not self._prepare_database():
+            return None
+        stored = self._saved
         self.pm.hook.on_startup(config=self.plugin_config())
         self._started = True
         if self.map_client is not None:
@@ -469,6 +536,9 @@ class Host:
         latest = self.feed.latest_sequence(self.stop_event)
         if latest is not None:
             log.info("first start: reading the R2Z2 feed from its current sequence %d", latest)
+            # Nothing handled yet, so this position is trivially confirmed; a restart
+            # before the first checkpoint then resumes here, not at a later "current".
+            self._save(latest - 1)
         return latest
 
     def run(self) -> RunResult:
@@ -487,6 +557,7 @@ class Host:
                     self.counters.skipped_sequences += delivery.skipped
                 self.handle(delivery.sequence, delivery.envelope)
                 sequence = delivery.sequence + 1
+                self._wait_for_queue()
                 if self._clock() - last_checkpoint >= self.options.checkpoint_seconds:
                     self.checkpoint()
                     last_checkpoint = self._clock()
@@ -508,18 +579,29 @@ class Host:
                 self._db.close()
             return
         flushed = self._flush_plugins(self.options.flush_timeout)
+        lost_before = self._lost()
         shutdown_ok = True
         try:
             self.pm.hook.on_shutdown()
         except Exception as exc:  # noqa: BLE001 - report, do not save past unwritten mails
             shutdown_ok = False
             log.error("on_shutdown failed: %s", exc)
-        if shutdown_ok and self._handed_over is not None and self._handed_over != self._saved:
-            if not flushed:
-                log.warning("a plugin did not confirm its flush; saving after on_shutdown")
+        pending = self._handed_over is not None and self._handed_over != self._saved
+        if pending and flushed and shutdown_ok and self._lost() == lost_before:
             try:
-                self._save(self._handed_over)
+                self._save(self._handed_over)  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001
-                log.error("could not save the feed position %d: %s", self._handed_over, exc)
+                log.error("could not save the feed position %s: %s", self._handed_over, exc)
+        elif pending:
+            log.warning(
+                "the plugins did not confirm every write; the feed position stays at %s "
+                "and the next start reads again from there (writes are idempotent)",
+                self._saved,
+            )
         if self._db is not None:
             self._db.close()
+
+    def _lost(self) -> int:
+        """Mails a plugin reports given up (`lost` in its stats)."""
+        value = self.plugin_stats().get("lost", 0)
+        return value if isinstance(value, int) else 0
