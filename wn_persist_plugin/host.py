@@ -202,6 +202,15 @@ def _as_mapping(value: Any) -> Mapping[str, Any]:
     return {}
 
 
+def _age(seconds: float) -> str:
+    """A short age: 42s, 17m, 5h, 12d."""
+    seconds = max(0, int(seconds))
+    for limit, unit, size in ((120, "s", 1), (7200, "m", 60), (172_800, "h", 3600)):
+        if seconds < limit:
+            return f"{seconds // size}{unit}"
+    return f"{seconds // 86_400}d"
+
+
 def _static_entries(ids: Iterable[int]) -> list[dict[str, Any]]:
     return [{"character_id": i} for i in ids]
 
@@ -366,7 +375,7 @@ class Host:
         age = "?"
         if self._last_kill_time is not None:
             seconds = (dt.datetime.now(dt.UTC) - self._last_kill_time).total_seconds()
-            age = f"{max(0, int(seconds))}s"
+            age = _age(seconds)
         stored = stats.get("rows_written", "?")
         queue = stats.get("queued", "?")
         dropped = stats.get("dropped")
