@@ -281,6 +281,39 @@ def test_backpressure_pauses_the_feed_until_the_queue_is_written(db, db_url, mai
     assert plugin.max_seen == 4 and plugin.flushes >= 5
 
 
+class DroppingPlugin(RecordingPlugin):
+    """Confirms every flush but reports that it dropped a mail (a full queue)."""
+
+    def __init__(self, drop_after: int) -> None:
+        super().__init__(flush_result=True)
+        self.drop_after = drop_after
+
+    def stats(self):
+        dropped = 1 if len(self.sequences()) > self.drop_after else 0
+        return {"queued": 0, "dropped": dropped, "lost": 0}
+
+
+def test_dropped_mails_keep_the_position_for_a_rereading_restart(
+    db, db_url, mails, tracked, caplog
+):
+    with FakeR2Z2(mails[:10], first=FIRST) as feed:
+        feed.reported_latest = FIRST
+        settings = settings_for(
+            db_url,
+            R2Z2_BASE_URL=feed.url,
+            TRACKED_CHARACTER_IDS=str(tracked[0]),
+            HOST_CHECKPOINT_SECONDS=0,
+            **FAST,
+        )
+        plugin = DroppingPlugin(drop_after=4)
+        with caplog.at_level(logging.ERROR), HostThread(settings, [plugin]) as run:
+            wait_for(lambda: FakeR2Z2.path(FIRST + 10) in feed.paths(), what="the head")
+            run.stop()
+    # Checkpoints advanced while nothing was dropped, then stopped advancing.
+    assert FIRST + 2 <= feed_state.load_sequence(db) <= FIRST + 4
+    assert caplog.text.count("a plugin gave up 1 mails") == 1
+
+
 def test_stats_from_a_dataclass_in_the_progress_line(db_url):
     import dataclasses
 

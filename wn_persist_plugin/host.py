@@ -281,6 +281,8 @@ class Host:
         self._last_kill_time: dt.datetime | None = None
         self._started = False
         self._db: Database | None = None
+        self._given_up_at_start = 0
+        self._warned_given_up = False
 
     # -- control -----------------------------------------------------------------------
 
@@ -418,6 +420,24 @@ class Host:
         self._saved = sequence
         self.counters.checkpoints += 1
 
+    def _nothing_given_up(self) -> bool:
+        """False once a plugin reports mails it `dropped` (queue full) or `lost` (given up
+        at shutdown) during this run: the position then stays where it was, so the next
+        start reads those mails again (writes are idempotent)."""
+        stats = self.plugin_stats()
+        given_up = sum(v for k in ("dropped", "lost") if isinstance(v := stats.get(k, 0), int))
+        if given_up > self._given_up_at_start:
+            if not self._warned_given_up:
+                self._warned_given_up = True
+                log.error(
+                    "a plugin gave up %d mails (queue full or database gone); the feed "
+                    "position stays at %s so that the next start reads them again",
+                    given_up - self._given_up_at_start,
+                    self._saved,
+                )
+            return False
+        return True
+
     def checkpoint(self) -> bool:
         """Save the last handed-over sequence once the plugins confirm it is written."""
         sequence = self._handed_over
@@ -425,6 +445,8 @@ class Host:
             return True
         if not self._flush_plugins(self.options.flush_timeout):
             log.warning("plugins did not confirm their writes; sequence %d not saved", sequence)
+            return False
+        if not self._nothing_given_up():
             return False
         try:
             self._save(sequence)
@@ -525,6 +547,10 @@ class Host:
         stored = self._saved
         self.pm.hook.on_startup(config=self.plugin_config())
         self._started = True
+        stats = self.plugin_stats()
+        self._given_up_at_start = sum(
+            v for k in ("dropped", "lost") if isinstance(v := stats.get(k, 0), int)
+        )
         if self.map_client is not None:
             self.refresh_map()
         if self._map_list is None:
@@ -588,7 +614,6 @@ class Host:
                 self._db.close()
             return
         flushed = self._flush_plugins(self.options.flush_timeout)
-        lost_before = self._lost()
         shutdown_ok = True
         try:
             self.pm.hook.on_shutdown()
@@ -596,7 +621,7 @@ class Host:
             shutdown_ok = False
             log.error("on_shutdown failed: %s", exc)
         pending = self._handed_over is not None and self._handed_over != self._saved
-        if pending and flushed and shutdown_ok and self._lost() == lost_before:
+        if pending and flushed and shutdown_ok and self._nothing_given_up():
             try:
                 self._save(self._handed_over)  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001
@@ -609,8 +634,3 @@ class Host:
             )
         if self._db is not None:
             self._db.close()
-
-    def _lost(self) -> int:
-        """Mails a plugin reports given up (`lost` in its stats)."""
-        value = self.plugin_stats().get("lost", 0)
-        return value if isinstance(value, int) else 0
