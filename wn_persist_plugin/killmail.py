@@ -16,7 +16,7 @@ Bad input raises `MalformedKillmail`, which carries the killmail id when one was
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -192,6 +192,59 @@ def participant_ids(envelope: Envelope) -> tuple[int | None, list[int]]:
             f"bad character id: {exc}", _maybe_id(envelope.killmail_id)
         ) from None
     return victim_id, ids
+
+
+def involves(envelope: Any, ids: Set[int]) -> bool:
+    """True when a character in `ids` is on the mail; the hook's cheap filter.
+
+    Finds the ESI body like `unwrap()` and walks the victim and attackers through the set,
+    stopping at the first hit, without building any object. Plain dicts with integer ids
+    take a fast path; anything else goes through `unwrap()` + `participant_ids()`.
+    Raises `MalformedKillmail` when the structure or an id it reads is unusable (the rest
+    of a matched mail is validated by `parse()` later).
+    """
+    if type(envelope) is dict:
+        body = envelope.get("esi")
+        if body is None:
+            body = envelope.get("esi_data")
+            if body is None:
+                body = envelope if "package" not in envelope else None
+                if body is not None and "killmail" in body:
+                    body = None
+        if type(body) is dict:
+            victim = body.get("victim")
+            attackers = body.get("attackers")
+            if type(victim) is dict and type(attackers) is list:
+                try:
+                    cid = victim.get("character_id")
+                    if cid is not None:
+                        if type(cid) is not int:
+                            cid = _int(cid)
+                        if cid in ids:
+                            return True
+                    for attacker in attackers:
+                        cid = attacker.get("character_id")
+                        if cid is not None:
+                            if type(cid) is not int:
+                                cid = _int(cid)
+                            if cid in ids:
+                                return True
+                    return False
+                except (AttributeError, ValueError, TypeError):
+                    pass  # the general path below says what is wrong
+    found = unwrap(envelope)
+    victim_id, attacker_ids = participant_ids(found)
+    return victim_id in ids or not ids.isdisjoint(attacker_ids)
+
+
+def killmail_id_of(envelope: Any) -> int | None:
+    """The killmail id of any envelope when one can be found (for log lines)."""
+    try:
+        found = unwrap(envelope)
+    except MalformedKillmail as exc:
+        return exc.killmail_id
+    raw = found.killmail_id if found.killmail_id is not None else found.body.get("killmail_id")
+    return _maybe_id(raw)
 
 
 def _structure_error(body: Mapping[str, Any], killmail_id: Any) -> MalformedKillmail:
