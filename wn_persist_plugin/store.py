@@ -33,7 +33,7 @@ class WriteResult:
     """Rows that could not be written, with the database's reason."""
 
 
-def _insert(rows: Sequence[dict[str, Any]]) -> None:
+def _insert(db: Database, rows: Sequence[dict[str, Any]]) -> None:
     for start in range(0, len(rows), BATCH_SIZE):
         (
             Killmail.insert_many(rows[start : start + BATCH_SIZE])
@@ -47,7 +47,7 @@ def _insert(rows: Sequence[dict[str, Any]]) -> None:
                 },
                 where=(Killmail.total_value.is_null() & EXCLUDED.total_value.is_null(False)),
             )
-            .execute()
+            .execute(db)
         )
 
 
@@ -64,7 +64,7 @@ def write_rows(db: Database, rows: Iterable[dict[str, Any]]) -> WriteResult:
         return result
     try:
         with write_transaction(db):
-            _insert(rows)
+            _insert(db, rows)
         return result
     except DatabaseError as exc:
         if _is_connection_error(db, exc):
@@ -74,7 +74,7 @@ def write_rows(db: Database, rows: Iterable[dict[str, Any]]) -> WriteResult:
         for row in rows:
             try:
                 with db.atomic():
-                    _insert([row])
+                    _insert(db, [row])
             except DatabaseError as exc:
                 if _is_connection_error(db, exc):
                     raise

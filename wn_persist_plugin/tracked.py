@@ -208,13 +208,13 @@ def store_tracked(
             (
                 T.insert_many(rows[start : start + UPSERT_BATCH])
                 .on_conflict(conflict_target=[T.character_id], update=keep)
-                .execute()
+                .execute(db)
             )
         # Every listed character now carries updated_at == now: the rest are no longer
         # tracked. One statement, whatever the size of the list.
         T.update(tracked=False, updated_at=now).where(
             T.tracked & ((T.updated_at != now) | T.updated_at.is_null())
-        ).execute()
+        ).execute(db)
     return len(rows)
 
 
