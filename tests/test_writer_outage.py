@@ -215,3 +215,27 @@ def test_shutdown_gives_up_after_the_timeout_and_says_what_was_lost(backend, fre
     assert stats.lost == 3
     assert "gave up" in caplog.text or "not written" in caplog.text
     assert stored_ids(fresh_url) == []
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_pooled_postgres_recovers_too(backend, fresh_url):
+    host = Host(fresh_url, POSTGRES_POOL_SIZE="2")
+    host.track([{"character_id": TRACKED}])
+    host.kill(*mails(5))
+    assert host.plugin.flush(30)
+    with database_gone(backend, fresh_url):
+        fed_in_a_thread(host, mails(10, start=6))
+        wait_for(lambda: host.plugin.stats().retries >= 2)
+    assert host.plugin.flush(60)
+    host.stop()
+    assert host.plugin.stats().lost == 0
+    assert sorted(stored_ids(fresh_url)) == list(range(1, 16))
+
+
+def test_zero_shutdown_timeout_still_writes_a_healthy_queue(backend, fresh_url):
+    host = Host(fresh_url, PERSISTENCE_SHUTDOWN_TIMEOUT="0")
+    host.track([{"character_id": TRACKED}])
+    host.kill(*mails(200))
+    host.stop()  # the timeout bounds retrying an unreachable database, nothing else
+    assert host.plugin.stats().lost == 0
+    assert sorted(stored_ids(fresh_url)) == list(range(1, 201))

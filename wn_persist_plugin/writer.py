@@ -155,6 +155,7 @@ class Writer:
         self._stopping = False
         self._deadline: float | None = None
         self._in_flight = 0
+        self._gave_up = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._drop_log = _Throttle(60.0)
         self._retry_log = _Throttle(30.0)
@@ -238,7 +239,7 @@ class Writer:
         try:
             while True:
                 self._wakeup.clear()
-                if self._stopping and self._past_deadline() and self._queue:
+                if self._gave_up:
                     self._abandon("the database stayed unreachable past the shutdown timeout")
                     break
                 rows, mails, control = self._take()
@@ -343,6 +344,7 @@ class Writer:
                 self._reset_connection()
                 self.counters.retries += 1
                 if self._stopping and self._past_deadline():
+                    self._gave_up = True
                     return False
                 if self._retry_log.ready():
                     log.warning(
