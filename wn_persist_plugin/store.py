@@ -3,6 +3,10 @@
 The same mail delivered again changes nothing, except that a mail stored without a value
 (no zkb block) gets its value, zkb block and a new `processed_at` from a later delivery
 that carries one; a stored value is never replaced.
+
+Rows go to the driver directly (`executemany`; psycopg2's `execute_values`) with the
+INSERT ... ON CONFLICT text written once here: building the same statement with peewee
+took about 80% of the writer's time. Values are converted as the model fields would.
 """
 
 from __future__ import annotations
@@ -115,8 +119,8 @@ def _params(db: Database, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...
 
 
 def _insert(db: Database, rows: Sequence[dict[str, Any]]) -> None:
-    """One statement per `BATCH_SIZE` rows through the driver (peewee builds SQL too slowly
-    for bulk rows: ~80% of the time went there). Values are converted by the model fields."""
+    """The rows through the driver, in the caller's transaction; driver errors come out as
+    peewee's exceptions."""
     params = _params(db, rows)
     cursor = db.cursor()
     with __exception_wrapper__:
