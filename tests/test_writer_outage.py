@@ -128,7 +128,7 @@ def fed_in_a_thread(host: Host, batch: list[dict]) -> None:
     assert done.wait(20), "on_kill_processed blocked while the database was locked"
 
 
-def test_full_queue_drops_newest_and_shutdown_writes_everything_queued(backend, fresh_url):
+def test_full_queue_drops_newest_and_shutdown_writes_everything_queued(backend, fresh_url, caplog):
     host = Host(fresh_url, PERSISTENCE_QUEUE_SIZE="20")
     host.track([{"character_id": TRACKED}])
     assert host.plugin.flush(30)
@@ -139,6 +139,9 @@ def test_full_queue_drops_newest_and_shutdown_writes_everything_queued(backend, 
         accepted = stats.matched - stats.dropped
         assert stats.matched == 60 and stats.dropped > 0
         assert accepted >= 20  # the queue was full: 20 waiting (+ the batch in flight)
+        warnings = [r.getMessage() for r in caplog.records if "queue full" in r.getMessage()]
+        assert len(warnings) == 1  # rate-limited: once a minute, not once per mail
+        assert "dropped killmail" in warnings[0]
         wait_for(lambda: host.plugin.stats().queued == accepted, timeout=10)
         # Shut down while the database is still locked; the lock goes away meanwhile.
         stopper = threading.Thread(target=host.stop)
