@@ -260,3 +260,17 @@ def test_two_instances_in_one_process_are_independent(db, db_url):
     two.kill(SHAPES["r2z2"]())
     two.stop()
     assert stored_keys() == {(131126432, 90000002, "attacker"), (131126432, 90000001, "victim")}
+
+
+def test_a_list_with_no_usable_entry_keeps_the_previous_one(db, db_url, caplog):
+    host = Host(db_url)
+    host.track([{"character_id": 90000002}])
+    host.track([{"character": {"eve_id": "uuid-not-an-id"}}, {"id": 5}])
+    assert host.plugin.tracked.ids == frozenset({90000002})
+    assert "keeping the previous 1 characters" in caplog.text
+    host.track([{"tracked": False, "character": {"eve_id": "90000002"}}])  # nobody now
+    assert host.plugin.tracked.ids == frozenset()
+    host.kill(SHAPES["r2z2"]())
+    host.stop()
+    assert host.plugin.stats().ignored == 1
+    assert TrackedCharacter.select().where(TrackedCharacter.tracked).count() == 0
