@@ -110,11 +110,12 @@ class PersistencePlugin:
     # -- hooks ---------------------------------------------------------------------------
 
     @hookimpl
-    def on_startup(self, config: Mapping[str, Any] | None = None) -> None:
+    def on_startup(self, config: Mapping[str, Any] | None) -> None:
         """Load settings; when enabled open and migrate the database and start writing.
 
         Raises `config.ConfigError` for a bad setting, and a migration's own error when a
         migration fails; an unreachable database is retried in the background instead.
+        (`config` has no default on purpose: pluggy does not pass arguments that have one.)
         """
         if self._writer is not None:
             log.warning("wn-persist: on_startup called twice; ignored")
