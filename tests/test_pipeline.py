@@ -274,3 +274,23 @@ def test_a_list_with_no_usable_entry_keeps_the_previous_one(db, db_url, caplog):
     host.stop()
     assert host.plugin.stats().ignored == 1
     assert TrackedCharacter.select().where(TrackedCharacter.tracked).count() == 0
+
+
+def test_host_calling_from_several_threads(db, db_url, real_envelopes):
+    import threading
+
+    tracked = sample_characters(real_envelopes, 500, seed=11)
+    host = Host(db_url)
+    host.track([{"character_id": c} for c in tracked])
+    threads = [threading.Thread(target=host.kill, args=real_envelopes) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert host.plugin.flush(60)
+    stats = host.plugin.stats()
+    matched = sum(1 for e in real_envelopes if expected_keys([e], set(tracked)))
+    assert (stats.seen, stats.matched) == (4 * len(real_envelopes), 4 * matched)
+    assert stats.mails_written == 4 * matched and stats.dropped == 0
+    assert stored_keys() == expected_keys(real_envelopes, set(tracked))
+    host.stop()
