@@ -8,13 +8,13 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-
 from reference_stats import (
     database_statistics,
     envelope,
     reference_statistics,
     store_envelopes,
 )
+
 from wn_persist_plugin import aggregation
 from wn_persist_plugin.aggregation import aggregate, period_bounds
 from wn_persist_plugin.models import (
@@ -40,9 +40,8 @@ def stats_of(character_id: int, period_type: str) -> dict[dt.date, KillmailStati
 
 
 def assert_matches(expected: dict, got: dict) -> None:
-    assert set(got) == set(expected), (
-        f"missing {sorted(set(expected) - set(got))[:5]}, extra {sorted(set(got) - set(expected))[:5]}"
-    )
+    missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+    assert not missing and not extra, f"missing {missing[:5]}, extra {extra[:5]}"
     for key, row in expected.items():
         assert got[key] == row, key
 

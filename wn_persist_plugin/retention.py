@@ -117,10 +117,11 @@ def prune(
                 cutoff,
             )
             return result
-        if boundary is not None:
+        frozen_at = _boundary_set_at(db)
+        if boundary is not None and frozen_at is not None:
             result.late_dropped = db.execute_sql(
-                f"SELECT COUNT(*) FROM killmails WHERE kill_time < {p} AND processed_at >= {p}",
-                [day(boundary), stamp(absorbed)],
+                f"SELECT COUNT(*) FROM killmails WHERE kill_time < {p} AND processed_at > {p}",
+                [day(boundary), stamp(frozen_at)],
             ).fetchone()[0]
         if dry_run:
             result.deleted = doomed
@@ -146,6 +147,13 @@ def prune(
             )
         log.info("retention deleted %d involvements before %s", result.deleted, cutoff)
         return result
+
+
+def _boundary_set_at(db: Database) -> dt.datetime | None:
+    from .models import StatisticsRetention
+
+    row = StatisticsRetention.get_or_none(StatisticsRetention.id == 1)
+    return row.updated_at if row else None
 
 
 def _raise_boundary(db: Database, cutoff: dt.date) -> None:
