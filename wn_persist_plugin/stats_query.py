@@ -111,11 +111,13 @@ def character_periods(
 
 def latest_period_start(db: Database, period: str) -> dt.date | None:
     _check_period(period)
-    return (
-        KillmailStatistics.select(fn.MAX(KillmailStatistics.period_start))
+    row = (
+        KillmailStatistics.select(KillmailStatistics.period_start)
         .where(KillmailStatistics.period_type == period)
-        .scalar(convert=True)
+        .order_by(KillmailStatistics.period_start.desc())
+        .first()
     )
+    return row.period_start if row else None
 
 
 def leaderboard(
