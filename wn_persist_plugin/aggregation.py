@@ -34,6 +34,8 @@ from .joblock import STATISTICS_JOB, job_lock
 log = logging.getLogger(__name__)
 
 PERIODS: tuple[str, ...] = ("daily", "weekly", "monthly")
+WORK_MEM = "64MB"
+"""PostgreSQL `work_mem` for an aggregation transaction."""
 DEFAULT_OVERLAP = dt.timedelta(hours=1)
 """How far before the previous run's start an incremental run looks for changes: the
 longest time a writer may take between stamping `processed_at` and committing."""
@@ -195,44 +197,79 @@ FIGURES = (
 )
 
 
-def _upsert_sql(sql: _Sql, period_type: str, source: str, character: str, start: str) -> str:
-    """The one statement that computes and stores a period type's figures from `source`
-    (a FROM clause over `killmails k`), grouping by `character` and `start`."""
+@dataclass
+class _Scan:
+    """The involvements a run reads, as `killmails k`: the FROM clause, extra conditions,
+    the character and period-start expressions, and the parameters FROM/WHERE use."""
+
+    source: str
+    where: str
+    character: str
+    start: str
+    params: list[Any]
+
+    def conditions(self, *more: str) -> str:
+        parts = [c for c in (self.where, *more) if c]
+        return f"WHERE {' AND '.join(parts)}" if parts else ""
+
+
+def _upsert_sql(sql: _Sql, period_type: str, scan: _Scan) -> tuple[str, list[Any]]:
+    """The one statement that computes and stores a period type's figures over `scan`,
+    and the parameters it needs apart from the two timestamps at the end.
+
+    One pass groups the involvements by character, period, ship and region (`g`); per-ship
+    and per-region sums over `g` (`parts`) then make each row's figures, ship usage and
+    region activity in one more grouping. A mail counts once per
+    region even when the character is both victim and attacker on it (`dual_roles`)."""
     region_key = "COALESCE(CAST(k.region_id AS TEXT), 'unknown')"
     changed = " OR ".join(
         f"killmail_statistics.{c} {sql.distinct_op} excluded.{c}" for c in FIGURES
     )
-    return f"""
-WITH src AS MATERIALIZED (
-    SELECT {character} AS character_id, {start} AS period_start, k.killmail_id,
-           k.character_role AS role, {sql.value} AS value, k.solo, k.final_blow, k.npc,
-           k.ship_type_id, {region_key} AS region_key, k.related_character_name AS name
-    FROM {source}
+    text = f"""
+WITH g AS MATERIALIZED (
+    SELECT {scan.character} AS character_id, {scan.start} AS period_start, k.ship_type_id,
+           {region_key} AS region_key, COUNT(*) AS n,
+           SUM(CASE WHEN k.character_role = 'attacker' THEN 1 ELSE 0 END) AS kills,
+           SUM(CASE WHEN k.character_role = 'victim' THEN 1 ELSE 0 END) AS deaths,
+           SUM(CASE WHEN k.character_role = 'attacker' THEN {sql.value} ELSE 0 END) AS destroyed,
+           SUM(CASE WHEN k.character_role = 'victim' THEN {sql.value} ELSE 0 END) AS lost,
+           SUM(CASE WHEN k.character_role = 'attacker' AND k.solo THEN 1 ELSE 0 END) AS solo,
+           SUM(CASE WHEN k.character_role = 'attacker' AND k.final_blow THEN 1 ELSE 0 END) AS fb,
+           SUM(CASE WHEN k.character_role = 'victim' AND k.npc THEN 1 ELSE 0 END) AS npc,
+           MAX(k.related_character_name) AS name
+    FROM {scan.source} {scan.conditions()}
+    GROUP BY 1, 2, 3, 4
+),
+dual_roles AS (
+    SELECT {scan.character} AS character_id, {scan.start} AS period_start,
+           {region_key} AS region_key, COUNT(*) AS n
+    FROM {scan.source}
+    JOIN killmails a ON a.killmail_id = k.killmail_id
+         AND a.related_character_id = k.related_character_id AND a.character_role = 'attacker'
+    {scan.conditions("k.character_role = 'victim'")}
+    GROUP BY 1, 2, 3
+),
+parts AS (
+    SELECT character_id, period_start, 'ship' AS kind, CAST(ship_type_id AS TEXT) AS label,
+           SUM(n) AS n, SUM(kills) AS kills, SUM(deaths) AS deaths, SUM(destroyed) AS destroyed,
+           SUM(lost) AS lost, SUM(solo) AS solo, SUM(fb) AS fb, SUM(npc) AS npc, MAX(name) AS name
+    FROM g GROUP BY character_id, period_start, ship_type_id
+    UNION ALL
+    SELECT r.character_id, r.period_start, 'region', r.region_key, r.n - COALESCE(d.n, 0),
+           0, 0, 0, 0, 0, 0, 0, NULL
+    FROM (SELECT character_id, period_start, region_key, SUM(n) AS n
+          FROM g GROUP BY 1, 2, 3) AS r
+    LEFT JOIN dual_roles d ON d.character_id = r.character_id
+         AND d.period_start = r.period_start AND d.region_key = r.region_key
 ),
 figures AS (
-    SELECT character_id, period_start,
-           SUM(CASE WHEN role = 'attacker' THEN 1 ELSE 0 END) AS kills,
-           SUM(CASE WHEN role = 'victim' THEN 1 ELSE 0 END) AS deaths,
-           SUM(CASE WHEN role = 'attacker' THEN value ELSE 0 END) AS destroyed,
-           SUM(CASE WHEN role = 'victim' THEN value ELSE 0 END) AS lost,
-           SUM(CASE WHEN role = 'attacker' AND solo THEN 1 ELSE 0 END) AS solo_kills,
-           SUM(CASE WHEN role = 'attacker' AND final_blow THEN 1 ELSE 0 END) AS final_blows,
-           SUM(CASE WHEN role = 'victim' AND npc THEN 1 ELSE 0 END) AS npc_deaths,
-           MAX(name) AS name
-    FROM src GROUP BY character_id, period_start
-),
-ships AS (
-    SELECT character_id, period_start, {sql.json_object("ship", "n")} AS ship_map
-    FROM (SELECT character_id, period_start, CAST(ship_type_id AS TEXT) AS ship, COUNT(*) AS n
-          FROM src WHERE ship_type_id IS NOT NULL
-          GROUP BY character_id, period_start, ship_type_id) AS per_ship
-    GROUP BY character_id, period_start
-),
-regions AS (
-    SELECT character_id, period_start, {sql.json_object("region_key", "n")} AS activity
-    FROM (SELECT character_id, period_start, region_key, COUNT(DISTINCT killmail_id) AS n
-          FROM src GROUP BY character_id, period_start, region_key) AS per_region
-    GROUP BY character_id, period_start
+    SELECT character_id, period_start, SUM(kills) AS kills, SUM(deaths) AS deaths,
+           SUM(destroyed) AS destroyed, SUM(lost) AS lost, SUM(solo) AS solo_kills,
+           SUM(fb) AS final_blows, SUM(npc) AS npc_deaths, MAX(name) AS name,
+           {sql.json_object("label", "n")}
+               FILTER (WHERE kind = 'ship' AND label IS NOT NULL) AS ship_map,
+           {sql.json_object("label", "n")} FILTER (WHERE kind = 'region') AS activity
+    FROM parts GROUP BY 1, 2
 )
 INSERT INTO killmail_statistics (
     period_type, period_start, period_end, character_id, character_name,
@@ -242,16 +279,15 @@ SELECT '{period_type}', f.period_start, {sql.period_end(period_type, "f.period_s
        f.character_id, COALESCE(t.character_name, f.name),
        f.kills, f.deaths, {sql.isk("f.destroyed")}, {sql.isk("f.lost")},
        f.solo_kills, f.final_blows, f.npc_deaths,
-       COALESCE(s.ship_map, {sql.empty_json}), r.activity, {sql.p}, {sql.p}
+       COALESCE(f.ship_map, {sql.empty_json}), f.activity, {sql.p}, {sql.p}
 FROM figures f
-LEFT JOIN ships s ON s.character_id = f.character_id AND s.period_start = f.period_start
-LEFT JOIN regions r ON r.character_id = f.character_id AND r.period_start = f.period_start
 LEFT JOIN tracked_characters t ON t.character_id = f.character_id
 WHERE true
 ON CONFLICT (character_id, period_type, period_start) DO UPDATE SET
     {", ".join(f"{c} = excluded.{c}" for c in FIGURES)}, updated_at = excluded.updated_at
 WHERE {changed}
 """
+    return text, [*scan.params, *scan.params]
 
 
 def _changes(db: Database, cursor: Any) -> int:
@@ -354,6 +390,12 @@ def _aggregate_period(
 
     sql = _Sql(db)
     with write_transaction(db):
+        if sql.pg:
+            # Room to sort in memory (the default 4 MB spills big runs to disk), and sorted
+            # grouping: hashed groups holding jsonb_object_agg states spill and ran ~1.5x
+            # slower on a million involvements. Both last until the transaction ends.
+            db.execute_sql(f"SET LOCAL work_mem = '{WORK_MEM}'")
+            db.execute_sql("SET LOCAL enable_hashagg = off")
         mark = StatisticsWatermark.get_or_none(StatisticsWatermark.period_type == period_type)
         if rebuild or mark is None:
             part = _rebuild(db, sql, period_type, boundary, started)
@@ -391,15 +433,19 @@ def _rebuild(
 ) -> PeriodResult:
     start = sql.period_start(period_type, "k.kill_time")
     params: list[Any] = []
-    source = "killmails k"
+    where = ""
     keep = ""
     if boundary is not None:
-        source += f" WHERE {start} >= {sql.p}"
+        where = f"{start} >= {sql.p}"
         keep = f" AND period_start >= {sql.p}"
         params.append(sql.date(boundary))
-    upsert = _upsert_sql(sql, period_type, source, "k.related_character_id", start)
+    # a full scan reads the table in order; SQLite would otherwise walk it through the
+    # (character, time) index, which is slower for every row
+    table = "killmails k" if sql.pg else "killmails k NOT INDEXED"
+    scan = _Scan(table, where, "k.related_character_id", start, params)
+    upsert, upsert_params = _upsert_sql(sql, period_type, scan)
     now = sql.timestamp(started)
-    written = _changes(db, db.execute_sql(upsert, [*params, now, now]))
+    written = _changes(db, db.execute_sql(upsert, [*upsert_params, now, now]))
     deleted = db.execute_sql(
         f"DELETE FROM killmail_statistics WHERE period_type = {sql.p}{keep}"
         f" AND NOT {_has_involvements(sql, period_type)}",
@@ -452,14 +498,18 @@ def _incremental(
         return PeriodResult(period_type, "unchanged", 0)
     if sql.pg:
         db.execute_sql("ANALYZE stats_work")
-    source = (
+    scan = _Scan(
         f"stats_work w {sql.force_order} killmails k"
         " ON k.related_character_id = w.character_id"
-        " AND k.kill_time >= w.period_start AND k.kill_time < w.range_end"
+        " AND k.kill_time >= w.period_start AND k.kill_time < w.range_end",
+        "",
+        "w.character_id",
+        "w.period_start",
+        [],
     )
-    upsert = _upsert_sql(sql, period_type, source, "w.character_id", "w.period_start")
+    upsert, upsert_params = _upsert_sql(sql, period_type, scan)
     now = sql.timestamp(started)
-    written = _changes(db, db.execute_sql(upsert, [now, now]))
+    written = _changes(db, db.execute_sql(upsert, [*upsert_params, now, now]))
     deleted = db.execute_sql(
         f"DELETE FROM killmail_statistics WHERE period_type = {p}"
         " AND EXISTS (SELECT 1 FROM stats_work w"
