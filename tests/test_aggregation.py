@@ -370,3 +370,22 @@ def test_exact_isk_and_figures(db):
     two = stats_of(2, "monthly")[dt.date(2025, 5, 1)]
     assert two.isk_lost == Decimal("2469135780246.95")
     assert (two.deaths_count, two.npc_deaths, two.kills_count, two.final_blows) == (3, 1, 1, 1)
+
+
+def test_character_on_both_sides_of_a_mail_counts_once_per_region(db):
+    # a pilot shooting their own deployable: victim and attacker on one mail
+    tracked = {1, 2}
+    mails = [
+        envelope(80, "2025-08-01T10:00:00Z", victim=1, attackers=[1, 2], value="10.00", system=7),
+        envelope(81, "2025-08-01T11:00:00Z", victim=2, attackers=[1], value="1.00"),
+    ]
+    store_envelopes(db, mails, tracked, processed_at=PAST)
+    Killmail.update(region_id=10000002).where(Killmail.solar_system_id == 7).execute()
+    aggregate(db)
+    one = stats_of(1, "daily")[dt.date(2025, 8, 1)]
+    assert (one.kills_count, one.deaths_count) == (2, 1)
+    assert (one.isk_destroyed, one.isk_lost) == (Decimal("11.00"), Decimal("10.00"))
+    assert one.region_activity == {"10000002": 1, "unknown": 1}
+    assert one.ship_usage == {"11999": 2, "587": 1}
+    expected = reference_statistics(mails, tracked, region_of={7: 10000002}.get)
+    assert_matches(expected, database_statistics(KillmailStatistics))

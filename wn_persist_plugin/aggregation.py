@@ -511,11 +511,13 @@ def _incremental(
     now = sql.timestamp(started)
     written = _changes(db, db.execute_sql(upsert, [*upsert_params, now, now]))
     deleted = db.execute_sql(
-        f"DELETE FROM killmail_statistics WHERE period_type = {p}"
-        " AND EXISTS (SELECT 1 FROM stats_work w"
-        " WHERE w.character_id = killmail_statistics.character_id"
-        " AND w.period_start = killmail_statistics.period_start)"
-        f" AND NOT {_has_involvements(sql, period_type)}",
+        # driven from the work table: only the examined periods' rows are looked at
+        "DELETE FROM killmail_statistics WHERE id IN (SELECT s.id FROM stats_work w"
+        f" {sql.force_order} killmail_statistics s ON s.character_id = w.character_id"
+        f" AND s.period_type = {p} AND s.period_start = w.period_start"
+        " WHERE NOT EXISTS (SELECT 1 FROM killmails k"
+        " WHERE k.related_character_id = w.character_id"
+        " AND k.kill_time >= w.period_start AND k.kill_time < w.range_end))",
         [period_type],
     ).rowcount
     db.execute_sql("DELETE FROM stats_work")
