@@ -130,15 +130,15 @@ class _Sql:
 
     @property
     def value(self) -> str:
-        """A mail's value in the unit summed: integer cents on SQLite, NUMERIC on PG."""
+        """A mail's value in integer cents (exact; 64-bit sums are fast on both)."""
         if self.pg:
-            return "COALESCE(k.total_value, 0)"
+            return "COALESCE(CAST(k.total_value * 100 AS BIGINT), 0)"
         return "COALESCE(CAST(ROUND(k.total_value * 100) AS INTEGER), 0)"
 
     def isk(self, total: str) -> str:
-        """A summed value as stored in the ISK column (SQLite: exact decimal text)."""
+        """Summed cents as stored in the ISK column (SQLite: exact decimal text)."""
         if self.pg:
-            return total
+            return f"CAST(({total}) / 100.0 AS NUMERIC(20, 2))"
         return f"printf('%d.%02d', ({total}) / 100, ({total}) % 100)"
 
     def json_object(self, key: str, value: str) -> str:
@@ -181,6 +181,9 @@ class _Sql:
             )
         db.execute_sql("DELETE FROM stats_work")
 
+
+_SUMMED = ("n", "kills", "deaths", "destroyed", "lost", "solo", "fb", "npc")
+"""Per-ship sums in `parts`, cast to 64-bit integers (PostgreSQL would widen to NUMERIC)."""
 
 FIGURES = (
     "kills_count",
@@ -251,12 +254,11 @@ dual_roles AS (
 ),
 parts AS (
     SELECT character_id, period_start, 'ship' AS kind, CAST(ship_type_id AS TEXT) AS label,
-           SUM(n) AS n, SUM(kills) AS kills, SUM(deaths) AS deaths, SUM(destroyed) AS destroyed,
-           SUM(lost) AS lost, SUM(solo) AS solo, SUM(fb) AS fb, SUM(npc) AS npc, MAX(name) AS name
+           {", ".join(f"CAST(SUM({c}) AS BIGINT) AS {c}" for c in _SUMMED)}, MAX(name) AS name
     FROM g GROUP BY character_id, period_start, ship_type_id
     UNION ALL
-    SELECT r.character_id, r.period_start, 'region', r.region_key, r.n - COALESCE(d.n, 0),
-           0, 0, 0, 0, 0, 0, 0, NULL
+    SELECT r.character_id, r.period_start, 'region', r.region_key,
+           CAST(r.n - COALESCE(d.n, 0) AS BIGINT), 0, 0, 0, 0, 0, 0, 0, NULL
     FROM (SELECT character_id, period_start, region_key, SUM(n) AS n
           FROM g GROUP BY 1, 2, 3) AS r
     LEFT JOIN dual_roles d ON d.character_id = r.character_id
@@ -396,6 +398,7 @@ def _aggregate_period(
             # slower on a million involvements. Both last until the transaction ends.
             db.execute_sql(f"SET LOCAL work_mem = '{WORK_MEM}'")
             db.execute_sql("SET LOCAL enable_hashagg = off")
+            db.execute_sql("SET LOCAL jit = off")  # compiling cost ~1 s and saved less
         mark = StatisticsWatermark.get_or_none(StatisticsWatermark.period_type == period_type)
         if rebuild or mark is None:
             part = _rebuild(db, sql, period_type, boundary, started)
