@@ -205,3 +205,12 @@ def test_two_processes_never_run_the_job_at_once(db, db_url, tmp_path):
         assert s2 >= e1, f"process {p1} and {p2} ran the job at the same time"
     assert sum(r["ran"] for r in results) >= 2
     assert sum(r["skipped"] for r in results) >= 1
+
+
+def test_an_early_wake_up_only_rearms(db, db_url):
+    moments = iter([dt.datetime(2025, 3, 30, 22, 0, tzinfo=UTC)] * 3)
+    scheduler = Scheduler(settings_for(db_url, "0 0 * * *"), db, clock=lambda: next(moments))
+    scheduler.next_fire = dt.datetime(2025, 3, 30, 23, 0, tzinfo=UTC)
+    scheduler._fire()  # woken an hour early (as after a DST jump): the job does not run
+    assert scheduler.runs == 0
+    assert scheduler.next_fire == dt.datetime(2025, 3, 31, tzinfo=UTC)

@@ -29,6 +29,7 @@ from .retention import PruneResult, prune
 log = logging.getLogger(__name__)
 
 Step = Callable[[Database], object]
+ONE_SECOND = dt.timedelta(seconds=1)
 Clock = Callable[[], dt.datetime]
 
 
@@ -129,8 +130,12 @@ class Scheduler:
         log.debug("statistics job next at %s", self.next_fire.isoformat())
 
     def _fire(self) -> type[schedule.CancelJob]:
+        # `schedule` counts in local wall-clock time: a daylight-saving jump can wake it an
+        # hour early. The cron time is UTC; before it, only re-arm.
+        early = self.next_fire is not None and self.clock() < self.next_fire - ONE_SECOND
         try:
-            self.run_now()
+            if not early:
+                self.run_now()
         finally:
             self._arm()
         return schedule.CancelJob
