@@ -16,7 +16,7 @@ import contextlib
 import hashlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from filelock import FileLock
@@ -72,7 +72,7 @@ def _connected(db: Database) -> Iterator[None]:
         yield
 
 
-def _poll(try_once, wait: float) -> bool:
+def _poll(try_once: Callable[[], bool], wait: float) -> bool:
     deadline = time.monotonic() + max(wait, 0.0)
     while True:
         if try_once():
