@@ -36,6 +36,7 @@ from .config import Settings, load_settings
 from .database import open_database
 from .hookspecs import hookimpl
 from .killmail import MalformedKillmail, involves, killmail_id_of
+from .scheduler import Scheduler
 from .tracked import TrackedSet, load_tracked, normalize, store_tracked
 from .writer import Writer, WriterSettings, _first_line
 
@@ -144,14 +145,17 @@ class PersistencePlugin:
         finally:
             _close_quietly(db)
         self._writer = writer.start()
-        # HOOK POINT (scheduler): start the statistics scheduler here, e.g.
-        #     self._scheduler = Scheduler(settings, db); self._scheduler.start()
-        # and stop it first thing in on_shutdown.
+        self._scheduler = Scheduler(settings, db, before_aggregation=self._statistics_steps())
+        self._scheduler.start()
         log.info(
             "wn-persist: storing killmails of %d tracked characters in %s",
             len(self._tracked),
             settings.masked_database_url,
         )
+
+    def _statistics_steps(self) -> list[Any]:
+        """Steps the scheduler runs before each aggregation."""
+        return []
 
     @hookimpl
     def on_tracked_characters_updated(self, characters: Iterable[Mapping[str, Any]]) -> None:
@@ -215,7 +219,7 @@ class PersistencePlugin:
         writer = self._writer
         if writer is None:
             return
-        # HOOK POINT (scheduler): stop the statistics scheduler here, before the writer.
+        # The statistics job stops first, so the writer's final flush is not competing with it.
         if self._scheduler is not None:
             self._scheduler.stop()
             self._scheduler = None
