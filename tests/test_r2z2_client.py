@@ -171,12 +171,15 @@ def _max_in_window(times: list[float], window: float) -> int:
     return max(sum(1 for t in times[i:] if t - start < window) for i, start in enumerate(times))
 
 
-@pytest.mark.parametrize("rate", [19, 20])
-def test_request_rate_stays_under_the_limit(envelopes, rate):
-    """Measured at the server: never more than 20 requests in any one-second window, and
-    spread out (a burst of 20 at once would put far more than half in half a second)."""
+def test_request_rate_stays_under_the_limit(envelopes):
+    """Measured at the server, at the default rate (19/s): never more than 20 requests in
+    any one-second window, and spread out (a burst of 20 at once would put far more than
+    half of them in half a second). At 19/s a 21st request in one second would need one
+    request delayed by over 50 ms relative to another, so this holds on a busy machine;
+    the limiter's exact spacing at 20/s is checked on the client side below."""
+    rate = 19
     with FakeR2Z2(envelopes, first=FIRST) as feed:
-        c = client(feed.url, requests_per_second=rate)
+        c = client(feed.url)
         stop = threading.Event()
         c.latest_sequence(stop)
         for n in range(FIRST, FIRST + 40):
@@ -186,6 +189,13 @@ def test_request_rate_stays_under_the_limit(envelopes, rate):
         assert _max_in_window(times, 1.0) <= 20
         assert _max_in_window(times, 0.5) <= 12
         assert times[-1] - times[0] >= 40 / rate - 0.1
+
+
+def test_default_rate_is_19_with_no_burst():
+    rate = R2Z2Client("http://127.0.0.1:9").limiter.bucket_factory.bucket.rates[0]
+    assert (rate.limit, rate.interval, rate.burst) == (19, 1000, 1)
+    with pytest.raises(ValueError):
+        R2Z2Client("http://127.0.0.1:9", requests_per_second=21)
 
 
 def test_limiter_alone_spaces_requests():
