@@ -52,7 +52,8 @@ def test_not_found_waits_and_retries_the_same_sequence(envelopes):
         assert feed.paths(404) == asked[:-1]
         # The waits between the 404s were the configured not-found wait, not a hammering.
         times = [r.at for r in feed.requests]
-        assert all(b - a >= 0.18 for a, b in zip(times, times[1:], strict=False))
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        assert min(gaps) >= 0.12 and sorted(gaps)[len(gaps) // 2] >= 0.19
 
 
 @pytest.mark.parametrize("where", ["object", "sequence"])
