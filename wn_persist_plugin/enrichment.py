@@ -1,0 +1,332 @@
+"""Filling in what the live feed leaves empty: regions and names.
+
+`enrich(db, esi)` runs in commands and in the scheduler, never on the live write path:
+1. with an ESI client: systems the universe tables do not know are fetched from
+   `/universe/systems` (+ constellation, region) and stored there; ids without a name
+   (characters, ship types, tracked characters' corporations and alliances) are resolved
+   with `POST /universe/names/` in batches of 1,000 and stored in `entity_names`. Every id
+   is asked once: an id ESI does not know is cached with no name.
+2. always: set-based UPDATEs fill `killmails.region_id` / `region_name`,
+   `solar_system_name`, `ship_type_name` and `related_character_name` (and the names in
+   `tracked_characters`) from the universe tables and the names cache.
+
+Every killmails row changed gets `processed_at = now`, so incremental aggregation
+re-aggregates its periods. ESI being down is reported in the result, never raised: rows
+stay empty and are filled on a later run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from peewee import Database
+
+from .database import write_transaction
+from .esi import EsiClient, EsiNotFound, EsiUnavailable
+from .models import (
+    EntityName,
+    Killmail,
+    UniverseConstellation,
+    UniverseRegion,
+    UniverseSystem,
+)
+
+log = logging.getLogger(__name__)
+
+CATEGORY_SYSTEM = "solar_system"
+CATEGORY_TYPE = "inventory_type"
+CATEGORY_CHARACTER = "character"
+
+
+@dataclass
+class EnrichResult:
+    regions_filled: int = 0
+    region_names_filled: int = 0
+    system_names_filled: int = 0
+    ship_names_filled: int = 0
+    character_names_filled: int = 0
+    tracked_names_filled: int = 0
+    systems_fetched: int = 0
+    names_fetched: int = 0
+    names_unknown: int = 0
+    esi_errors: list[str] = field(default_factory=list)
+    """Why ESI could not be used this time (rows are filled on a later run)."""
+
+    @property
+    def rows_changed(self) -> int:
+        return (
+            self.regions_filled
+            + self.region_names_filled
+            + self.system_names_filled
+            + self.ship_names_filled
+            + self.character_names_filled
+        )
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _execute(db: Database, sql: str, params: Iterable[Any] = ()) -> int:
+    sql = sql.replace("?", db.param)
+    cursor = db.execute_sql(sql, tuple(params))
+    return max(cursor.rowcount, 0)
+
+
+def _fill_killmails(db: Database, result: EnrichResult, now: dt.datetime) -> None:
+    stamp = Killmail.processed_at.db_value(now)
+    # Region from the system; then the region's name (also for rows that had an id only).
+    result.regions_filled += _execute(
+        db,
+        """UPDATE killmails SET
+             region_id = (SELECT s.region_id FROM universe_systems s
+                          WHERE s.system_id = killmails.solar_system_id),
+             processed_at = ?
+           WHERE region_id IS NULL AND EXISTS
+             (SELECT 1 FROM universe_systems s WHERE s.system_id = killmails.solar_system_id)""",
+        [stamp],
+    )
+    result.region_names_filled += _execute(
+        db,
+        """UPDATE killmails SET
+             region_name = (SELECT r.name FROM universe_regions r
+                            WHERE r.region_id = killmails.region_id),
+             processed_at = ?
+           WHERE region_name IS NULL AND EXISTS
+             (SELECT 1 FROM universe_regions r WHERE r.region_id = killmails.region_id)""",
+        [stamp],
+    )
+    result.system_names_filled += _fill_name(
+        db, "solar_system_name", "solar_system_id", "universe_systems", "system_id", stamp
+    )
+    result.system_names_filled += _fill_cached_name(
+        db, "solar_system_name", "solar_system_id", stamp
+    )
+    result.ship_names_filled += _fill_name(
+        db, "ship_type_name", "ship_type_id", "universe_types", "type_id", stamp
+    )
+    result.ship_names_filled += _fill_cached_name(db, "ship_type_name", "ship_type_id", stamp)
+    result.character_names_filled += _fill_cached_name(
+        db, "related_character_name", "related_character_id", stamp
+    )
+
+
+def _fill_name(db: Database, column: str, id_column: str, table: str, key: str, stamp: Any) -> int:
+    return _execute(
+        db,
+        f"""UPDATE killmails SET
+              {column} = (SELECT u.name FROM {table} u WHERE u.{key} = killmails.{id_column}),
+              processed_at = ?
+            WHERE {column} IS NULL AND EXISTS
+              (SELECT 1 FROM {table} u WHERE u.{key} = killmails.{id_column})""",
+        [stamp],
+    )
+
+
+def _fill_cached_name(db: Database, column: str, id_column: str, stamp: Any) -> int:
+    return _execute(
+        db,
+        f"""UPDATE killmails SET
+              {column} = (SELECT n.name FROM entity_names n
+                          WHERE n.entity_id = killmails.{id_column}),
+              processed_at = ?
+            WHERE {column} IS NULL AND EXISTS
+              (SELECT 1 FROM entity_names n
+               WHERE n.entity_id = killmails.{id_column} AND n.name IS NOT NULL)""",
+        [stamp],
+    )
+
+
+def _fill_tracked(db: Database, result: EnrichResult, now: dt.datetime) -> None:
+    stamp = Killmail.processed_at.db_value(now)
+    for column, id_column in (
+        ("character_name", "character_id"),
+        ("corporation_name", "corporation_id"),
+        ("alliance_name", "alliance_id"),
+    ):
+        result.tracked_names_filled += _execute(
+            db,
+            f"""UPDATE tracked_characters SET
+                  {column} = (SELECT n.name FROM entity_names n
+                              WHERE n.entity_id = tracked_characters.{id_column}),
+                  updated_at = ?
+                WHERE {column} IS NULL AND EXISTS
+                  (SELECT 1 FROM entity_names n
+                   WHERE n.entity_id = tracked_characters.{id_column} AND n.name IS NOT NULL)""",
+            [stamp],
+        )
+
+
+def fill_from_tables(db: Database, now: dt.datetime | None = None) -> EnrichResult:
+    """The set-based part alone: fill regions and names from what the database knows."""
+    result = EnrichResult()
+    now = now or _now()
+    with db.connection_context(), write_transaction(db):
+        _fill_killmails(db, result, now)
+        _fill_tracked(db, result, now)
+    return result
+
+
+# -- ESI ----------------------------------------------------------------------------------
+
+_UNKNOWN_SYSTEMS_SQL = """
+SELECT DISTINCT k.solar_system_id FROM killmails k
+WHERE k.solar_system_id IS NOT NULL
+  AND (k.region_id IS NULL OR k.solar_system_name IS NULL)
+  AND NOT EXISTS (SELECT 1 FROM universe_systems s WHERE s.system_id = k.solar_system_id)
+  AND NOT EXISTS (SELECT 1 FROM entity_names n WHERE n.entity_id = k.solar_system_id)
+ORDER BY k.solar_system_id"""
+
+_UNNAMED_IDS_SQL = """
+SELECT related_character_id FROM killmails WHERE related_character_name IS NULL
+UNION
+SELECT ship_type_id FROM killmails k WHERE k.ship_type_name IS NULL
+  AND k.ship_type_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM universe_types t WHERE t.type_id = k.ship_type_id)
+UNION
+SELECT character_id FROM tracked_characters WHERE character_name IS NULL
+UNION
+SELECT corporation_id FROM tracked_characters
+  WHERE corporation_name IS NULL AND corporation_id IS NOT NULL
+UNION
+SELECT alliance_id FROM tracked_characters
+  WHERE alliance_name IS NULL AND alliance_id IS NOT NULL"""
+
+
+def _store_names(
+    rows: dict[int, tuple[str | None, str | None]], now: dt.datetime, db: Database
+) -> None:
+    if not rows:
+        return
+    data = [
+        {"entity_id": i, "name": name, "category": category, "fetched_at": now}
+        for i, (name, category) in rows.items()
+    ]
+    with write_transaction(db):
+        for start in range(0, len(data), 1000):
+            EntityName.insert_many(data[start : start + 1000]).on_conflict(
+                conflict_target=[EntityName.entity_id],
+                preserve=[EntityName.name, EntityName.category, EntityName.fetched_at],
+            ).execute()
+
+
+def _known(model: Any, key: Any, value: int) -> bool:
+    return model.select().where(key == value).exists()
+
+
+def fetch_systems(db: Database, esi: EsiClient, result: EnrichResult, now: dt.datetime) -> None:
+    """Systems on stored mails that the universe tables lack: fetch system, constellation
+    and region from ESI and store them. An unknown system is cached as nameless."""
+    ids = [int(r[0]) for r in db.execute_sql(_UNKNOWN_SYSTEMS_SQL).fetchall()]
+    for system_id in ids:
+        try:
+            system = esi.system(system_id)
+        except EsiNotFound:
+            _store_names({system_id: (None, CATEGORY_SYSTEM)}, now, db)
+            continue
+        constellation_id = int(system["constellation_id"])
+        if not _known(
+            UniverseConstellation, UniverseConstellation.constellation_id, constellation_id
+        ):
+            constellation = esi.constellation(constellation_id)
+            region_id = int(constellation["region_id"])
+            if not _known(UniverseRegion, UniverseRegion.region_id, region_id):
+                region = esi.region(region_id)
+                UniverseRegion.insert(region_id=region_id, name=str(region["name"])).on_conflict(
+                    conflict_target=[UniverseRegion.region_id], preserve=[UniverseRegion.name]
+                ).execute()
+            UniverseConstellation.insert(
+                constellation_id=constellation_id,
+                region_id=region_id,
+                name=str(constellation["name"]),
+            ).on_conflict_ignore().execute()
+        else:
+            region_id = UniverseConstellation.get_by_id(constellation_id).region_id
+        UniverseSystem.insert(
+            system_id=system_id,
+            constellation_id=constellation_id,
+            region_id=region_id,
+            name=str(system["name"]),
+            security=system.get("security_status"),
+        ).on_conflict_ignore().execute()
+        result.systems_fetched += 1
+
+
+def fetch_names(db: Database, esi: EsiClient, result: EnrichResult, now: dt.datetime) -> None:
+    """Resolve ids without a name through `POST /universe/names/` (batched) into the
+    names cache; ids already cached (named or not) are never asked again."""
+    wanted = {int(r[0]) for r in db.execute_sql(_UNNAMED_IDS_SQL).fetchall() if r[0] is not None}
+    if not wanted:
+        return
+    cached = set()
+    ordered = sorted(wanted)
+    for start in range(0, len(ordered), 1000):
+        chunk = ordered[start : start + 1000]
+        cached.update(
+            EntityName.select(EntityName.entity_id)
+            .where(EntityName.entity_id.in_(chunk))
+            .tuples()
+            .iterator()
+        )
+    ask = sorted(wanted - {c[0] for c in cached})
+    if not ask:
+        return
+    # Resolve and store batch by batch, so an outage midway keeps what was learned.
+    for start in range(0, len(ask), 1000):
+        answer = esi.names(ask[start : start + 1000])
+        rows: dict[int, tuple[str | None, str | None]] = dict(answer.names.items())
+        rows.update({i: (None, None) for i in answer.unknown})
+        _store_names(rows, now, db)
+        result.names_fetched += len(answer.names)
+        result.names_unknown += len(answer.unknown)
+
+
+def enrich(
+    db: Database, esi: EsiClient | None = None, *, now: dt.datetime | None = None
+) -> EnrichResult:
+    """Fill regions and names: from ESI first when a client is given (ESI down is
+    recorded in `esi_errors`, not raised), then from the tables for every row."""
+    now = now or _now()
+    fetched = EnrichResult()
+    if esi is not None:
+        with db.connection_context():
+            for step in (fetch_systems, fetch_names):
+                try:
+                    step(db, esi, fetched, now)
+                except EsiUnavailable as exc:
+                    log.warning("ESI unavailable, names/regions filled later: %s", exc)
+                    fetched.esi_errors.append(str(exc))
+    result = fill_from_tables(db, now)
+    result.systems_fetched = fetched.systems_fetched
+    result.names_fetched = fetched.names_fetched
+    result.names_unknown = fetched.names_unknown
+    result.esi_errors = fetched.esi_errors
+    return result
+
+
+def cached_names(ids: Iterable[int]) -> dict[int, str]:
+    """Names known for `ids`, from the names cache and the universe tables."""
+    wanted = sorted({int(i) for i in ids})
+    found: dict[int, str] = {}
+    for start in range(0, len(wanted), 1000):
+        chunk = wanted[start : start + 1000]
+        for model, key in (
+            (UniverseSystem, UniverseSystem.system_id),
+            (UniverseRegion, UniverseRegion.region_id),
+            (EntityName, EntityName.entity_id),
+        ):
+            query = model.select(key, model.name).where(key.in_(chunk), model.name.is_null(False))
+            found.update((int(i), n) for i, n in query.tuples())
+    from .models import UniverseType
+
+    for start in range(0, len(wanted), 1000):
+        chunk = wanted[start : start + 1000]
+        query = UniverseType.select(UniverseType.type_id, UniverseType.name).where(
+            UniverseType.type_id.in_(chunk)
+        )
+        found.update((int(i), n) for i, n in query.tuples())
+    return found
