@@ -29,6 +29,7 @@ from peewee import Database
 
 from . import killmail as km
 from .config import ConfigError
+from .database import connected
 from .esi import EsiClient, EsiError, EsiNotFound, EsiUnavailable
 from .involvement import involvement_rows
 from .models import BackfillCursor, TrackedCharacter
@@ -294,7 +295,7 @@ def backfill_paths(
     At the end regions/names are filled (`enrichment.enrich`, with ESI only when `esi` is
     given) and the touched periods re-aggregated (incrementally, via `processed_at`).
     """
-    with db.connection_context():
+    with connected(db):
         tracked, names = tracked_set(track)
         if not tracked:
             raise ConfigError("--track", "no tracked characters in the database and none given")
@@ -386,7 +387,7 @@ def backfill_zkill_history(
     before it are written; finished days are skipped. ESI or zKillboard down stops the run
     cleanly (`summary.stopped`); run again to resume."""
     summary = BackfillSummary()
-    with db.connection_context():
+    with connected(db):
         tracked, names = tracked_set(track)
         if not tracked:
             raise ConfigError("--track", "no tracked characters in the database and none given")

@@ -25,7 +25,7 @@ from typing import Any
 
 from peewee import Database
 
-from .database import write_transaction
+from .database import connected, write_transaction
 from .esi import EsiClient, EsiNotFound, EsiUnavailable
 from .models import (
     EntityName,
@@ -165,7 +165,7 @@ def fill_from_tables(db: Database, now: dt.datetime | None = None) -> EnrichResu
     """The set-based part alone: fill regions and names from what the database knows."""
     result = EnrichResult()
     now = now or _now()
-    with db.connection_context(), write_transaction(db):
+    with connected(db), write_transaction(db):
         _fill_killmails(db, result, now)
         _fill_tracked(db, result, now)
     return result
@@ -293,7 +293,7 @@ def enrich(
     now = now or _now()
     fetched = EnrichResult()
     if esi is not None:
-        with db.connection_context():
+        with connected(db):
             for step in (fetch_systems, fetch_names):
                 try:
                     step(db, esi, fetched, now)

@@ -25,7 +25,7 @@ import requests
 from peewee import JOIN, Database
 
 from .config import ConfigError
-from .database import write_transaction
+from .database import connected, write_transaction
 from .models import UniverseConstellation, UniverseRegion, UniverseSystem, UniverseType
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ def import_directory(db: Database, directory: str | os.PathLike[str]) -> ImportR
     groups = _groups(folder / "invGroups.csv")
     if not groups:
         result.skipped.append("invGroups.csv")
-    with db.connection_context(), write_transaction(db):
+    with connected(db), write_transaction(db):
         result.counts["universe_regions"] = _upsert(
             UniverseRegion, _read(folder / "mapRegions.csv", _region)
         )
