@@ -31,11 +31,34 @@ ID_SHIFT = 1_000_000_000
 TRACKED = 1000
 
 
-def make_archive(path: Path, mails: int) -> None:
+CHARACTER_SHIFT = 10_000_000_000
+
+
+def _shift_characters(body: dict, copy: int) -> dict:
+    """The mail with every character id moved by `copy` steps: each copy of the corpus
+    is flown by different pilots."""
+    if copy == 0:
+        return body
+
+    def moved(who: dict) -> dict:
+        if who.get("character_id"):
+            return {**who, "character_id": who["character_id"] + copy * CHARACTER_SHIFT}
+        return who
+
+    return {
+        **body,
+        "victim": moved(body["victim"]),
+        "attackers": [moved(a) for a in body["attackers"]],
+    }
+
+
+def make_archive(path: Path, mails: int, spread: bool = False) -> None:
     corpus = real_envelopes()
     with tarfile.open(path, "w:bz2") as archive:
         for i in range(mails):
             body = dict(corpus[i % len(corpus)]["esi"])
+            if spread:
+                body = _shift_characters(body, i // len(corpus))
             body["killmail_id"] = ID_SHIFT + i
             data = json.dumps(body).encode()
             info = tarfile.TarInfo(f"killmails/{ID_SHIFT + i}.json")
@@ -43,13 +66,16 @@ def make_archive(path: Path, mails: int) -> None:
             archive.addfile(info, io.BytesIO(data))
 
 
-def tracked_characters() -> list[int]:
+def tracked_characters(copies: int = 1) -> list[int]:
+    """1,000 characters spread evenly over the pilots of the archive (over all copies
+    when the copies have their own pilots)."""
     ids: set[int] = set()
     for env in real_envelopes():
         for who in [env["esi"]["victim"], *env["esi"]["attackers"]]:
             if who.get("character_id"):
                 ids.add(int(who["character_id"]))
-    return sorted(ids)[:: max(1, len(ids) // TRACKED)][:TRACKED]
+    every = sorted(i + c * CHARACTER_SHIFT for c in range(copies) for i in ids)
+    return every[:: max(1, len(every) // TRACKED)][:TRACKED]
 
 
 def peak_rss_mib() -> float:
@@ -64,7 +90,7 @@ def worker_baseline(archive: Path) -> dict:
     return {"mails": count, "seconds": time.perf_counter() - start, "rss": peak_rss_mib()}
 
 
-def worker_backfill(archive: Path, url: str) -> dict:
+def worker_backfill(archive: Path, url: str, copies: int) -> dict:
     import datetime as dt
 
     from wn_persist_plugin import migrator, universe
@@ -115,6 +141,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mails", type=int, default=25_000)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument(
+        "--spread",
+        action="store_true",
+        help="each copy of the corpus gets its own pilots (a realistic match rate); "
+        "default: the same pilots in every copy (almost every mail matches: worst case)",
+    )
     parser.add_argument("--worker", nargs="+")
     args = parser.parse_args()
     if args.worker:
@@ -122,7 +154,7 @@ def main() -> None:
         result = (
             worker_baseline(Path(archive))
             if kind == "baseline"
-            else worker_backfill(Path(archive), rest[0])
+            else worker_backfill(Path(archive), rest[0], int(rest[1]))
         )
         print(json.dumps(result))
         return
@@ -133,7 +165,7 @@ def main() -> None:
         for label, count in sizes.items():
             path = Path(tmp) / f"killmails-{label}.tar.bz2"
             start = time.perf_counter()
-            make_archive(path, count)
+            make_archive(path, count, spread=args.spread)
             archives[label] = path
             print(
                 f"archive {label}: {count} mails, {path.stat().st_size / 2**20:.1f} MiB bz2 "
@@ -144,10 +176,13 @@ def main() -> None:
             for label, path in archives.items():
                 results[("baseline", label)] = run_worker("baseline", str(path))
                 for backend, url in urls.items():
-                    results[(backend, label)] = run_worker("backfill", str(path), url)
+                    copies = -(-sizes[label] // 529) if args.spread else 1
+                    results[(backend, label)] = run_worker("backfill", str(path), url, str(copies))
         base = results[("baseline", "full")]
         base_rate = base["mails"] / base["seconds"]
-        print(f"\n{TRACKED} tracked characters; baseline = read + JSON-decode the same archive")
+        scenario = "spread (own pilots per copy)" if args.spread else "dense (same pilots)"
+        print(f"\nscenario: {scenario}")
+        print(f"{TRACKED} tracked characters; baseline = read + JSON-decode the same archive")
         print(
             f"{'run':<22}{'mails':>8}{'rows':>8}{'seconds':>9}{'mails/s':>9}{'x base':>8}"
             f"{'peak MiB':>10}"
