@@ -321,6 +321,14 @@ def backfill_paths(
 # -- zKillboard history -------------------------------------------------------------------
 
 
+def zkill_history_url(values: dict[str, str] | Any) -> str:
+    """`ZKILL_HISTORY_URL` from raw settings (default zKillboard's), validated."""
+    base = (values.get("ZKILL_HISTORY_URL") or DEFAULT_ZKILL_HISTORY_URL).strip().rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise ConfigError("ZKILL_HISTORY_URL", f"{base!r} is not an http(s) URL")
+    return base
+
+
 def parse_day_range(text: str) -> tuple[dt.date, dt.date]:
     """`FROM..TO` (inclusive) with days as `YYYY-MM-DD` or `YYYYMMDD`; a single day too."""
 

@@ -230,9 +230,9 @@ def backfill(
             )
         if zkill:
             start, end = bf.parse_day_range(zkill)
-            base = app.settings.extra.get("ZKILL_HISTORY_URL") or bf.DEFAULT_ZKILL_HISTORY_URL
+            base = bf.zkill_history_url(app.settings.extra)
             esi = _esi_client(app)
-            history = EsiClient(EsiSettings(base_url=base.strip().rstrip("/"), max_retries=4))
+            history = EsiClient(EsiSettings(base_url=base, max_retries=4))
             summaries.append(
                 bf.backfill_zkill_history(
                     app.db,
