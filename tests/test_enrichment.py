@@ -165,3 +165,14 @@ def test_unknown_system_is_cached_and_not_asked_again(db, real_envelopes, fake_s
     enrich(db, esi_client)
     assert len(fake_server.asked("/universe/systems/39999999/")) == 1
     assert Killmail.get().region_id is None
+
+
+def test_enrich_inside_a_callers_transaction_keeps_it_open(db, real_envelopes, real_data_dir):
+    universe.import_directory(db, real_data_dir / "universe")
+    tracked = tracked_ids(real_envelopes[:3])
+    with db.atomic():
+        store_live(db, real_envelopes[:3], tracked)
+        result = enrich(db, None)
+        assert result.regions_filled == Killmail.select().count() > 0
+    assert not db.is_closed()
+    assert Killmail.select().where(Killmail.region_id.is_null()).count() == 0

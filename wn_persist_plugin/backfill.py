@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import tarfile
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -321,7 +321,7 @@ def backfill_paths(
 # -- zKillboard history -------------------------------------------------------------------
 
 
-def zkill_history_url(values: dict[str, str] | Any) -> str:
+def zkill_history_url(values: Mapping[str, str]) -> str:
     """`ZKILL_HISTORY_URL` from raw settings (default zKillboard's), validated."""
     base = (values.get("ZKILL_HISTORY_URL") or DEFAULT_ZKILL_HISTORY_URL).strip().rstrip("/")
     if not base.startswith(("http://", "https://")):

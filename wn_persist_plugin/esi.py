@@ -111,7 +111,6 @@ class EsiClient:
         self._lock = threading.Lock()
         self._errors_remain: float | None = None
         self._reset_at: float | None = None
-        self.requests_made = 0
 
     # -- transport ---------------------------------------------------------------------
 
@@ -155,8 +154,6 @@ class EsiClient:
                 if attempt < self.settings.max_retries:
                     self._wait(self._backoff * 2**attempt, last)
                 continue
-            finally:
-                self.requests_made += 1
             headers = response.headers
             self._note_error_limit(headers)
             status = response.status_code
