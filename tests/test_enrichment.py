@@ -127,7 +127,8 @@ def test_esi_down_then_back(db, real_envelopes, fake_server, esi_client, real_da
     universe.import_directory(db, real_data_dir / "universe")
     fake_server.down = True
     down = enrich(db, esi_client)
-    assert down.esi_errors and "503" in down.esi_errors[0]
+    assert len(down.esi_errors) == 1 and "503" in down.esi_errors[0]
+    assert len(fake_server.requests) == 4  # one request and its 3 retries, then given up
     assert down.regions_filled == stored  # the SDE part does not need ESI
     assert Killmail.select().where(Killmail.related_character_name.is_null()).count() == stored
     before = {r.id: r.processed_at for r in Killmail.select()}

@@ -300,6 +300,7 @@ def enrich(
                 except EsiUnavailable as exc:
                     log.warning("ESI unavailable, names/regions filled later: %s", exc)
                     fetched.esi_errors.append(str(exc))
+                    break  # down is down: do not wait through the retries again
     result = fill_from_tables(db, now)
     result.systems_fetched = fetched.systems_fetched
     result.names_fetched = fetched.names_fetched
