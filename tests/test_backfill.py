@@ -311,3 +311,12 @@ def test_cli_backfill_and_zkill_history(
     assert f"mails read:     {len(real_envelopes)}" in result.output
     # --esi filled names after the import.
     assert Killmail.select().where(Killmail.related_character_name.is_null()).count() == 0
+
+
+def test_problems_kept_are_capped_but_all_counted(db, real_envelopes, tmp_path, monkeypatch):
+    monkeypatch.setattr(bf, "MAX_PROBLEMS", 5)
+    path = tmp_path / "junk.jsonl"
+    path.write_text("nope\n" * 12 + json.dumps(real_envelopes[0]) + "\n")
+    summary = backfill_paths(db, [path], track=characters(real_envelopes[:1]))
+    assert summary.malformed == 12 and len(summary.problems) == 5
+    assert summary.problems_dropped == 7 and summary.matched == 1

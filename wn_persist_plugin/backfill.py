@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 DEFAULT_ZKILL_HISTORY_URL = "https://r2z2.zkillboard.com/history"
 ROW_BATCH = 1000
 """Rows buffered before one `write_rows` call (one transaction)."""
+MAX_PROBLEMS = 1000
+"""Problems kept for the report; more are counted (`malformed`) but not kept, so memory
+stays flat on a file of nothing but bad lines."""
 ZKILL_CHUNK = 100
 """Mails fetched from ESI between two cursor saves in a zKillboard history day."""
 
@@ -67,10 +70,20 @@ class BackfillSummary:
     days: int = 0
     days_skipped: int = 0
     problems: list[str] = field(default_factory=list)
-    """`file:line: reason` (or member / killmail id) for every bad input."""
+    """`file: line N: reason` (or member / killmail id) for each bad input (the first
+    MAX_PROBLEMS; `problems_dropped` counts the rest)."""
+    problems_dropped: int = 0
     stopped: str | None = None
     """Set when the run stopped early (e.g. ESI down during zKillboard history)."""
     aggregated: bool = False
+
+    def note(self, problem: str) -> None:
+        """Record one problem (logged; kept for the report up to MAX_PROBLEMS)."""
+        log.warning("backfill: %s", problem)
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(problem)
+        else:
+            self.problems_dropped += 1
 
     @property
     def ok(self) -> bool:
@@ -210,9 +223,7 @@ class Backfill:
 
     def problem(self, item: Item, reason: str) -> None:
         self.summary.malformed += 1
-        text = f"{item.source}: {item.where}: {reason}"
-        self.summary.problems.append(text)
-        log.warning("backfill: %s", text)
+        self.summary.note(f"{item.source}: {item.where}: {reason}")
 
     def feed(self, item: Item) -> None:
         if item.error is not None:
@@ -251,7 +262,7 @@ class Backfill:
         self.summary.rows_written += result.rows - len(result.failed)
         for row, reason in result.failed:
             self.summary.malformed += 1
-            self.summary.problems.append(
+            self.summary.note(
                 f"killmail {row.get('killmail_id')} (character "
                 f"{row.get('related_character_id')}): not written: {reason}"
             )
@@ -428,20 +439,20 @@ def _history_day(
     try:
         index = history.request("GET", f"/{stamp}.json")
     except EsiNotFound:
-        summary.problems.append(f"zKillboard history {stamp}: not found (404)")
+        summary.note(f"zKillboard history {stamp}: not found (404)")
         return
     except EsiError as exc:
         summary.stopped = f"zKillboard history {stamp}: {exc}; run again to resume"
         return
     if not isinstance(index, dict):
-        summary.problems.append(f"zKillboard history {stamp}: not a killmail_id -> hash map")
+        summary.note(f"zKillboard history {stamp}: not a killmail_id -> hash map")
         return
     pairs: list[tuple[int, str]] = []
     for raw_id, hash_ in index.items():
         try:
             pairs.append((int(raw_id), str(hash_)))
         except ValueError:
-            summary.problems.append(f"zKillboard history {stamp}: bad killmail id {raw_id!r}")
+            summary.note(f"zKillboard history {stamp}: bad killmail id {raw_id!r}")
     del index
     pairs.sort()
     after = int(cursor.position) if cursor is not None and cursor.position else None

@@ -253,8 +253,9 @@ def backfill(
             click.echo(line)
         for problem in summary.problems[:100]:
             click.echo(f"bad: {problem}", err=True)
-        if len(summary.problems) > 100:
-            click.echo(f"... and {len(summary.problems) - 100} more", err=True)
+        more = max(0, len(summary.problems) - 100) + summary.problems_dropped
+        if more:
+            click.echo(f"... and {more} more", err=True)
         ok = ok and summary.ok
     if not ok:
         sys.exit(1)
