@@ -169,7 +169,7 @@ class FakeServer(ThreadingHTTPServer):
         self.requests: list[tuple[str, str, Any]] = []
         self.error_remain = 100
         self.error_reset = 1
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def url(self) -> str:
