@@ -398,6 +398,7 @@ def backfill_zkill_history(
     workers: int = 4,
     progress: bool = False,
     enrich: bool = True,
+    enrich_from_esi: bool = False,
     aggregate: bool = True,
 ) -> BackfillSummary:
     """zKillboard history, day by day: `{history}/YYYYMMDD.json` (killmail_id -> hash),
@@ -417,7 +418,9 @@ def backfill_zkill_history(
                 _history_day(runner, day, esi, history, pool, progress)
                 day += dt.timedelta(days=1)
         runner.flush()
-        _finish(db, summary, enrich=enrich, aggregate=aggregate, esi=None)
+        _finish(
+            db, summary, enrich=enrich, aggregate=aggregate, esi=esi if enrich_from_esi else None
+        )
     return summary
 
 

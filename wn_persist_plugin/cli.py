@@ -243,6 +243,7 @@ def backfill(
                     track=track,
                     workers=workers,
                     progress=show,
+                    enrich_from_esi=use_esi,
                 )
             )
     except ConfigError as exc:
