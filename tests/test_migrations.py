@@ -40,8 +40,8 @@ def test_to_moves_one_step_at_a_time(fresh_url):
     migrator.migrate(db, to=1)
     assert migrator.state(db).version == 1
     migrator.migrate(db)
-    later = [m for m in reversed(migrator.state(db).applied) if not m.startswith("0001")]
-    assert migrator.migrate(db, to=1) == later
+    expected = [m for m in reversed(migrator.state(db).applied) if not m.startswith("0001")]
+    assert migrator.migrate(db, to=1) == expected
     assert migrator.state(db).version == 1
     with pytest.raises(migrator.MigrationTargetError):
         migrator.migrate(db, to=999)
