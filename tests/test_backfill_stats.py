@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 from test_backfill import characters, write_archive
 
+from wn_persist_plugin import backfill as bf
 from wn_persist_plugin import universe
 from wn_persist_plugin.backfill import backfill_paths
+from wn_persist_plugin.database import open_database
 from wn_persist_plugin.enrichment import enrich
 from wn_persist_plugin.models import Killmail, KillmailStatistics
 
@@ -41,3 +44,35 @@ def test_backfill_aggregates_and_later_regions_reach_the_statistics(
     for region_id, region_name in regions:
         assert str(region_id) not in before and region_name not in before
         assert str(region_id) in after or region_name in after
+
+
+def test_a_busy_statistics_job_leaves_the_work_to_its_next_run(
+    db, db_url, real_envelopes, tmp_path, monkeypatch
+):
+    from wn_persist_plugin.joblock import STATISTICS_JOB, job_lock
+
+    monkeypatch.setattr(bf, "AGGREGATE_WAIT", 0.3)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        other = open_database(db_url, bind=False)
+        with job_lock(other, STATISTICS_JOB):
+            held.set()
+            release.wait(30)
+        other.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10)
+        envelopes = real_envelopes[:20]
+        archive = write_archive(tmp_path / "a.tar.bz2", envelopes)
+        summary = backfill_paths(db, [archive], track=characters(envelopes)[::5])
+    finally:
+        release.set()
+        holder.join()
+    assert summary.ok and not summary.aggregated
+    assert "busy" in summary.statistics
+    assert Killmail.select().count() > 0  # the rows are stored all the same
+    aggregation.aggregate(db)  # the next run picks them up
+    assert KillmailStatistics.select().count() > 0

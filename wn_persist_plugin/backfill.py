@@ -43,6 +43,8 @@ ROW_BATCH = 1000
 MAX_PROBLEMS = 1000
 """Problems kept for the report; more are counted (`malformed`) but not kept, so memory
 stays flat on a file of nothing but bad lines."""
+AGGREGATE_WAIT = 300.0
+"""Seconds to wait for a running statistics job before leaving the work to its next run."""
 ZKILL_CHUNK = 100
 """Mails fetched from ESI between two cursor saves in a zKillboard history day."""
 
@@ -76,6 +78,8 @@ class BackfillSummary:
     stopped: str | None = None
     """Set when the run stopped early (e.g. ESI down during zKillboard history)."""
     aggregated: bool = False
+    statistics: str | None = None
+    """What happened to the statistics at the end."""
 
     def note(self, problem: str) -> None:
         """Record one problem (logged; kept for the report up to MAX_PROBLEMS)."""
@@ -102,6 +106,8 @@ class BackfillSummary:
             out.append(f"history days:   {self.days} ({self.days_skipped} already done)")
         if self.stopped:
             out.append(f"stopped:        {self.stopped}")
+        if self.statistics:
+            out.append(f"statistics:     {self.statistics}")
         return out
 
 
@@ -283,12 +289,21 @@ def _finish(
         run_enrichment(db, esi)
     if aggregate:
         try:
-            from .aggregation import aggregate as run_aggregation  # type: ignore[import-not-found]
+            from . import aggregation  # type: ignore[attr-defined]
+            from .joblock import JobBusy  # type: ignore[import-not-found]
         except ImportError:
-            log.info("no aggregation module: statistics not updated")
+            summary.statistics = "not updated (no aggregation module)"
             return
-        run_aggregation(db)
+        try:
+            aggregation.aggregate(db, wait=AGGREGATE_WAIT)
+        except JobBusy:
+            # Another process holds the statistics job; its next run picks the new rows
+            # up through processed_at.
+            summary.statistics = "not updated now (statistics job busy); the next run will"
+            log.warning("backfill: %s", summary.statistics)
+            return
         summary.aggregated = True
+        summary.statistics = "re-aggregated"
 
 
 def backfill_paths(
