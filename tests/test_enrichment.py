@@ -10,7 +10,8 @@ import pytest
 from fakes_esi import *  # noqa: F403 - the fake servers' fixtures
 
 from wn_persist_plugin import universe
-from wn_persist_plugin.enrichment import cached_names, enrich, fill_from_tables
+from wn_persist_plugin.config import ConfigError
+from wn_persist_plugin.enrichment import cached_names, enrich, fill_from_tables, scheduler_step
 from wn_persist_plugin.involvement import involvement_rows
 from wn_persist_plugin.killmail import parse
 from wn_persist_plugin.models import EntityName, Killmail, TrackedCharacter, UniverseSystem
@@ -177,3 +178,15 @@ def test_enrich_inside_a_callers_transaction_keeps_it_open(db, real_envelopes, r
         assert result.regions_filled == Killmail.select().count() > 0
     assert not db.is_closed()
     assert Killmail.select().where(Killmail.region_id.is_null()).count() == 0
+
+
+def test_scheduler_step(db, real_envelopes, fake_server, real_data_dir):
+    tracked = tracked_ids(real_envelopes[:5])
+    store_live(db, real_envelopes[:5], tracked)
+    universe.import_directory(db, real_data_dir / "universe")
+    offline = scheduler_step({"PERSISTENCE_ESI_ENRICHMENT": "false"})(db)
+    assert offline.regions_filled > 0 and fake_server.requests == []
+    online = scheduler_step({"ESI_BASE_URL": fake_server.url})(db)
+    assert online.names_fetched > 0 and online.character_names_filled > 0
+    with pytest.raises(ConfigError, match="^PERSISTENCE_ESI_ENRICHMENT"):
+        scheduler_step({"PERSISTENCE_ESI_ENRICHMENT": "maybe"})

@@ -19,20 +19,22 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from peewee import Database
 
+from .config import parse_bool
 from .database import connected, write_transaction
-from .esi import EsiClient, EsiNotFound, EsiUnavailable
+from .esi import EsiClient, EsiNotFound, EsiUnavailable, esi_settings
 from .models import (
     EntityName,
     Killmail,
     UniverseConstellation,
     UniverseRegion,
     UniverseSystem,
+    UniverseType,
 )
 
 log = logging.getLogger(__name__)
@@ -322,8 +324,6 @@ def cached_names(ids: Iterable[int]) -> dict[int, str]:
         ):
             query = model.select(key, model.name).where(key.in_(chunk), model.name.is_null(False))
             found.update((int(i), n) for i, n in query.tuples())
-    from .models import UniverseType
-
     for start in range(0, len(wanted), 1000):
         chunk = wanted[start : start + 1000]
         query = UniverseType.select(UniverseType.type_id, UniverseType.name).where(
@@ -331,3 +331,18 @@ def cached_names(ids: Iterable[int]) -> dict[int, str]:
         )
         found.update((int(i), n) for i, n in query.tuples())
     return found
+
+
+def scheduler_step(values: Mapping[str, str]) -> Callable[[Database], EnrichResult]:
+    """The enrichment step for the statistics job (`Scheduler(before_aggregation=[...])`):
+    regions from the universe tables, and names/regions from ESI unless
+    `PERSISTENCE_ESI_ENRICHMENT` is false. Bad settings raise `ConfigError` now."""
+    use_esi = parse_bool(
+        "PERSISTENCE_ESI_ENRICHMENT", values.get("PERSISTENCE_ESI_ENRICHMENT") or "true"
+    )
+    client = EsiClient(esi_settings(values)) if use_esi else None
+
+    def step(db: Database) -> EnrichResult:
+        return enrich(db, client)
+
+    return step
