@@ -320,3 +320,13 @@ def test_problems_kept_are_capped_but_all_counted(db, real_envelopes, tmp_path, 
     summary = backfill_paths(db, [path], track=characters(real_envelopes[:1]))
     assert summary.malformed == 12 and len(summary.problems) == 5
     assert summary.problems_dropped == 7 and summary.matched == 1
+
+
+def test_regions_are_filled_as_rows_are_written(db, real_envelopes, real_data_dir, tmp_path):
+    from wn_persist_plugin import universe
+
+    universe.import_directory(db, real_data_dir / "universe")
+    archive = write_archive(tmp_path / "a.tar.bz2", real_envelopes[:50])
+    backfill_paths(db, [archive], track=characters(real_envelopes[:50]), enrich=False)
+    assert Killmail.select().count() > 0
+    assert Killmail.select().where(Killmail.region_name.is_null()).count() == 0

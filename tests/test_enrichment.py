@@ -11,7 +11,13 @@ from fakes_esi import *  # noqa: F403 - the fake servers' fixtures
 
 from wn_persist_plugin import universe
 from wn_persist_plugin.config import ConfigError
-from wn_persist_plugin.enrichment import cached_names, enrich, fill_from_tables, scheduler_step
+from wn_persist_plugin.enrichment import (
+    RowFiller,
+    cached_names,
+    enrich,
+    fill_from_tables,
+    scheduler_step,
+)
 from wn_persist_plugin.involvement import involvement_rows
 from wn_persist_plugin.killmail import parse
 from wn_persist_plugin.models import EntityName, Killmail, TrackedCharacter, UniverseSystem
@@ -190,3 +196,19 @@ def test_scheduler_step(db, real_envelopes, fake_server, real_data_dir):
     assert online.names_fetched > 0 and online.character_names_filled > 0
     with pytest.raises(ConfigError, match="^PERSISTENCE_ESI_ENRICHMENT"):
         scheduler_step({"PERSISTENCE_ESI_ENRICHMENT": "maybe"})
+
+
+def test_row_filler_fills_rows_before_the_write(db, real_envelopes, real_data_dir, sde_regions):
+    tracked = tracked_ids(real_envelopes)
+    rows = [r for e in real_envelopes for r in involvement_rows(parse(e), tracked)]
+    filler = RowFiller(db, refresh=dt.timedelta(0))
+    filler(rows)  # no universe tables yet: nothing to fill, nothing breaks
+    assert all(r["region_id"] is None for r in rows)
+    universe.import_directory(db, real_data_dir / "universe")
+    filler(rows)
+    for row in rows:
+        assert (row["region_id"], row["region_name"]) == sde_regions[row["solar_system_id"]]
+        assert row["solar_system_name"]
+    assert sum(1 for r in rows if r["ship_type_name"]) > len(rows) // 2
+    write_rows(db, rows)
+    assert fill_from_tables(db).regions_filled == 0  # already complete when written

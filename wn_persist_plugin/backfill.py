@@ -30,6 +30,7 @@ from peewee import Database
 from . import killmail as km
 from .config import ConfigError
 from .database import connected
+from .enrichment import RowFiller
 from .esi import EsiClient, EsiError, EsiNotFound, EsiUnavailable
 from .involvement import involvement_rows
 from .models import BackfillCursor, TrackedCharacter
@@ -225,6 +226,7 @@ class Backfill:
         self.names = names or {}
         self.summary = summary or BackfillSummary()
         self.progress = progress
+        self.fill = RowFiller(db)
         self._rows: list[dict[str, Any]] = []
 
     def problem(self, item: Item, reason: str) -> None:
@@ -264,6 +266,7 @@ class Backfill:
         if not self._rows:
             return
         rows, self._rows = self._rows, []
+        self.fill(rows)  # regions and names the universe tables know, before the write
         result = write_rows(self.db, rows)
         self.summary.rows_written += result.rows - len(result.failed)
         for row, reason in result.failed:

@@ -346,3 +346,48 @@ def scheduler_step(values: Mapping[str, str]) -> Callable[[Database], EnrichResu
         return enrich(db, client)
 
     return step
+
+
+class RowFiller:
+    """Fills `region_id`, `region_name`, `solar_system_name` and `ship_type_name` of rows
+    in place, before they are written, from the universe tables (never ESI: safe on the
+    live write path). The tables are read into memory once (about 8,500 systems) and
+    re-read after `refresh`; rows it cannot fill are left for `enrich`.
+
+    For the writer's row hook (`Writer(..., enrich=RowFiller(db))`) and for backfill."""
+
+    def __init__(self, db: Database, *, refresh: dt.timedelta = dt.timedelta(hours=1)) -> None:
+        self.db = db
+        self.refresh = refresh
+        self._loaded_at: dt.datetime | None = None
+        self._systems: dict[int, tuple[str, int, str | None]] = {}
+        self._types: dict[int, str] = {}
+
+    def _load(self) -> None:
+        now = _now()
+        if self._loaded_at is not None and now - self._loaded_at < self.refresh:
+            return
+        with connected(self.db):
+            rows = self.db.execute_sql(
+                "SELECT s.system_id, s.name, s.region_id, r.name FROM universe_systems s "
+                "LEFT JOIN universe_regions r ON r.region_id = s.region_id"
+            ).fetchall()
+            types = self.db.execute_sql("SELECT type_id, name FROM universe_types").fetchall()
+        self._systems = {int(r[0]): (r[1], int(r[2]), r[3]) for r in rows}
+        self._types = {int(t[0]): t[1] for t in types}
+        self._loaded_at = now
+
+    def __call__(self, rows: list[dict[str, Any]]) -> None:
+        self._load()
+        systems, types = self._systems, self._types
+        for row in rows:
+            system = systems.get(row.get("solar_system_id"))  # type: ignore[arg-type]
+            if system is not None:
+                if row.get("region_id") is None:
+                    row["region_id"] = system[1]
+                if row.get("region_name") is None:
+                    row["region_name"] = system[2]
+                if row.get("solar_system_name") is None:
+                    row["solar_system_name"] = system[0]
+            if row.get("ship_type_name") is None and row.get("ship_type_id") is not None:
+                row["ship_type_name"] = types.get(row["ship_type_id"])
