@@ -124,6 +124,177 @@ def db_status(app: AppContext) -> None:
         click.echo(f"  {table:<22} {'(no table)' if count is None else count}")
 
 
+# === statistics: aggregate, prune, stats (issue 4) ========================================
+# Thin commands over aggregation.aggregate, retention.prune and stats_query.
+
+_PERIOD_CHOICES = ("daily", "weekly", "monthly")
+_LOCK_WAIT = 60.0
+"""Seconds a command waits for another process's statistics job to finish."""
+
+
+def _parse_day(text: str | None) -> Any:
+    import datetime as dt
+
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        fail(f"--since: {text!r} is not a date (YYYY-MM-DD)")
+
+
+def _check_period_name(period: str | None) -> None:
+    if period is not None and period not in _PERIOD_CHOICES:
+        fail(f"--period: {period!r} is not a period (use daily, weekly or monthly)")
+
+
+@main.command()
+@click.option("--period", default=None, metavar="daily|weekly|monthly", help="Only this period.")
+@click.option("--since", default=None, metavar="DATE", help="Also recompute periods from DATE.")
+@click.option("--rebuild", is_flag=True, help="Recompute every period from the involvements.")
+@pass_app
+def aggregate(app: AppContext, period: str | None, since: str | None, rebuild: bool) -> None:
+    """Update daily, weekly and monthly statistics (incremental unless --rebuild)."""
+    from .aggregation import aggregate as run_aggregate
+    from .joblock import JobBusy
+
+    _check_period_name(period)
+    day = _parse_day(since)
+    try:
+        result = run_aggregate(
+            app.db,
+            periods=(period,) if period else _PERIOD_CHOICES,
+            since=day,
+            rebuild=rebuild,
+            wait=_LOCK_WAIT,
+        )
+    except JobBusy as exc:
+        fail(str(exc), code=1)
+    for part in result.periods:
+        examined = "all" if part.periods_examined is None else part.periods_examined
+        click.echo(
+            f"{part.period_type:<8} {part.mode:<11} periods examined: {examined}, "
+            f"rows written: {part.rows_written}, rows removed: {part.rows_deleted} "
+            f"({part.seconds:.2f}s)"
+        )
+    if result.frozen_before:
+        click.echo(f"periods before {result.frozen_before} are kept as pruned by retention")
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Report what would be deleted; change nothing.")
+@pass_app
+def prune(app: AppContext, dry_run: bool) -> None:
+    """Delete involvements older than PERSISTENCE_RETENTION_DAYS (once aggregated)."""
+    from .joblock import JobBusy
+    from .retention import prune as run_prune
+
+    days = app.settings.retention_days
+    try:
+        result = run_prune(app.db, days, dry_run=dry_run, wait=_LOCK_WAIT)
+    except JobBusy as exc:
+        fail(str(exc), code=1)
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"retention {days} days: involvements before {result.cutoff}")
+    if result.blocked:
+        click.echo(
+            f"waiting: {result.blocked} involvements are not aggregated yet; "
+            "run `wn-persist aggregate` first (nothing deleted)"
+        )
+    else:
+        click.echo(f"{verb} {result.deleted} involvements ({result.batches} batches)")
+    if result.late_dropped:
+        click.echo(f"of which {result.late_dropped} arrived after their period was frozen")
+
+
+@main.command()
+@click.argument("character", required=False)
+@click.option("--period", default="weekly", show_default=True, metavar="daily|weekly|monthly")
+@click.option("--last", default=8, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--top", default=None, type=click.IntRange(1, 1000), help="Leaderboard size.")
+@click.option("--by", default="isk", show_default=True, metavar="isk|kills")
+@click.option("--json", "as_json", is_flag=True, help="Rows as JSON.")
+@pass_app
+def stats(
+    app: AppContext,
+    character: str | None,
+    period: str,
+    last: int,
+    top: int | None,
+    by: str,
+    as_json: bool,
+) -> None:
+    """A character's statistics per period, or (--top N) the latest period's leaderboard."""
+    import json
+
+    from . import stats_query as sq
+
+    _check_period_name(period)
+    if by not in ("isk", "kills"):
+        fail(f"--by: {by!r} is not a ranking (use isk or kills)")
+    if (character is None) == (top is None):
+        fail("give a CHARACTER_ID_OR_NAME or --top N (not both)")
+    if top is not None:
+        rows = sq.leaderboard(app.db, period, by, top)
+    else:
+        try:
+            who = sq.resolve_character(app.db, character or "")
+        except sq.UnknownCharacter as exc:
+            fail(str(exc))
+        rows = sq.character_periods(app.db, who.character_id, period, last)
+    if as_json:
+        click.echo(json.dumps([sq.json_ready(r) for r in rows], indent=2))
+        return
+    if not rows:
+        click.echo(f"no {period} statistics yet")
+        return
+    names = sq.ship_names(app.db, {tid for r in rows for tid, _ in sq.top_ships(r["ship_usage"])})
+    if top is not None:
+        click.echo(
+            f"{period} leaderboard by {by}, {rows[0]['period_start']}..{rows[0]['period_end']}"
+        )
+        header = ["#", "character", "kills", "deaths", "destroyed", "lost", "eff", "solo", "fb"]
+    else:
+        label = who.name or str(who.character_id)
+        click.echo(f"{label} ({who.character_id}): last {len(rows)} {period} periods")
+        header = [
+            "period",
+            "kills",
+            "deaths",
+            "destroyed",
+            "lost",
+            "eff",
+            "solo",
+            "fb",
+            "top ships",
+        ]
+    table = [header]
+    for rank, r in enumerate(rows, 1):
+        eff = sq.efficiency(r["isk_destroyed"], r["isk_lost"])
+        figures = [
+            str(r["kills_count"]),
+            str(r["deaths_count"]),
+            sq.human_isk(r["isk_destroyed"]),
+            sq.human_isk(r["isk_lost"]),
+            "-" if eff is None else f"{eff:.1f}%",
+            str(r["solo_kills"]),
+            str(r["final_blows"]),
+        ]
+        if top is not None:
+            table.append([str(rank), r["character_name"] or str(r["character_id"]), *figures])
+        else:
+            ships = ", ".join(
+                f"{names.get(tid, tid)} x{n}" for tid, n in sq.top_ships(r["ship_usage"])
+            )
+            table.append([str(r["period_start"]), *figures, ships or "-"])
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+# === end of statistics commands ============================================================
+
+
 # --- universe, enrichment and backfill commands (issue 6; enrichment helper) -------------
 
 

@@ -30,6 +30,8 @@ def on_startup(config: Mapping[str, Any]) -> None:
     `config` maps setting names (the environment variable names, e.g.
     `ENABLE_PERSISTENCE`, `DATABASE_URL`) to values; they override the environment and
     `.env`. A plugin opens its resources here, or stays inert when it is disabled.
+    A plugin may raise here (and only here) when a setting is bad; wn-persist raises
+    `wn_persist_plugin.config.ConfigError`, whose message is one line naming the variable.
     """
 
 
@@ -52,7 +54,8 @@ def on_kill_processed(killmail: Mapping[str, Any]) -> None:
     `killmail` is the mail as the host has it: an R2Z2 object, a RedisQ package, an ESI
     mail with `zkb` merged in, a wanderer-kills mail, or WandererNotifier's
     `{"killmail_id", "zkb", "esi_data"}` struct. Implementations must return quickly and
-    never raise.
+    never raise. A plugin may keep a reference to the mapping until it has stored it: the
+    host must not modify the mapping after the call.
     """
 
 

@@ -24,37 +24,25 @@ def _victim_data(victim: Participant, with_items: bool) -> dict[str, Any]:
 
 
 def _row(
-    mail: Killmail,
+    shared: dict[str, Any],
     who: Participant,
     role: str,
     name_of: NameLookup | None,
-    now: dt.datetime,
+    victim_data: dict[str, Any],
 ) -> dict[str, Any]:
     character_id = who.character_id
     assert character_id is not None
     name = who.character_name or (name_of(character_id) if name_of else None)
-    return {
-        "killmail_id": mail.killmail_id,
-        "kill_time": mail.kill_time,
-        "solar_system_id": mail.solar_system_id,
-        "solar_system_name": mail.solar_system_name,
-        "region_id": None,
-        "region_name": None,
-        "total_value": mail.total_value,
-        "character_role": role,
-        "related_character_id": character_id,
-        "related_character_name": name,
-        "ship_type_id": who.ship_type_id,
-        "ship_type_name": who.ship_type_name,
-        "final_blow": role == ROLE_ATTACKER and who.final_blow,
-        "solo": bool(mail.zkb and mail.zkb.solo),
-        "npc": mail.is_npc_kill,
-        "attacker_count": len(mail.attackers),
-        "zkb_data": dict(mail.zkb.raw) if mail.zkb else None,
-        "victim_data": _victim_data(mail.victim, with_items=role == ROLE_VICTIM),
-        "attacker_data": dict(who.raw) if role == ROLE_ATTACKER else None,
-        "processed_at": now,
-    }
+    row = dict(shared)
+    row["character_role"] = role
+    row["related_character_id"] = character_id
+    row["related_character_name"] = name
+    row["ship_type_id"] = who.ship_type_id
+    row["ship_type_name"] = who.ship_type_name
+    row["final_blow"] = role == ROLE_ATTACKER and who.final_blow
+    row["victim_data"] = victim_data
+    row["attacker_data"] = dict(who.raw) if role == ROLE_ATTACKER else None
+    return row
 
 
 def involvement_rows(
@@ -64,12 +52,12 @@ def involvement_rows(
     now: dt.datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Rows for every tracked character on the mail: the victim, and each tracked
-    attacker once (their final-blow entry if they appear more than once)."""
-    now = now or dt.datetime.now(dt.UTC)
-    rows: list[dict[str, Any]] = []
+    attacker once (their final-blow entry if they appear more than once).
+
+    The rows of one mail share their `zkb_data` and (attacker rows) `victim_data`
+    objects: treat them as read-only."""
     victim = mail.victim
-    if victim.character_id is not None and victim.character_id in tracked:
-        rows.append(_row(mail, victim, ROLE_VICTIM, name_of, now))
+    victim_tracked = victim.character_id is not None and victim.character_id in tracked
     chosen: dict[int, Participant] = {}
     for attacker in mail.attackers:
         cid = attacker.character_id
@@ -77,7 +65,31 @@ def involvement_rows(
             continue
         if cid not in chosen or (attacker.final_blow and not chosen[cid].final_blow):
             chosen[cid] = attacker
-    rows.extend(_row(mail, a, ROLE_ATTACKER, name_of, now) for a in chosen.values())
+    if not victim_tracked and not chosen:
+        return []
+    shared = {
+        "killmail_id": mail.killmail_id,
+        "kill_time": mail.kill_time,
+        "solar_system_id": mail.solar_system_id,
+        "solar_system_name": mail.solar_system_name,
+        # Filled by region enrichment (see writer.Writer.enrich); empty until then.
+        "region_id": None,
+        "region_name": None,
+        "total_value": mail.total_value,
+        "solo": bool(mail.zkb and mail.zkb.solo),
+        "npc": mail.is_npc_kill,
+        "attacker_count": len(mail.attackers),
+        "zkb_data": dict(mail.zkb.raw) if mail.zkb else None,
+        "processed_at": now or dt.datetime.now(dt.UTC),
+    }
+    rows: list[dict[str, Any]] = []
+    if victim_tracked:
+        rows.append(
+            _row(shared, victim, ROLE_VICTIM, name_of, _victim_data(victim, with_items=True))
+        )
+    if chosen:
+        without_items = _victim_data(victim, with_items=False)
+        rows.extend(_row(shared, a, ROLE_ATTACKER, name_of, without_items) for a in chosen.values())
     return rows
 
 

@@ -16,10 +16,10 @@ Bad input raises `MalformedKillmail`, which carries the killmail id when one was
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from .fields import to_isk
 
@@ -34,9 +34,11 @@ class MalformedKillmail(ValueError):
         super().__init__(f"{where}: {reason}")
 
 
-@dataclass(frozen=True, slots=True)
-class Participant:
-    """The victim or one attacker. `raw` is the participant's dict as received."""
+class Participant(NamedTuple):
+    """The victim or one attacker. `raw` is the participant's dict as received.
+
+    A NamedTuple rather than a frozen dataclass: a mail may have thousands of attackers
+    and a frozen dataclass took 2.8 us each to build (a NamedTuple ~0.4 us)."""
 
     character_id: int | None
     character_name: str | None
@@ -194,6 +196,59 @@ def participant_ids(envelope: Envelope) -> tuple[int | None, list[int]]:
     return victim_id, ids
 
 
+def involves(envelope: Any, ids: Set[int]) -> bool:
+    """True when a character in `ids` is on the mail; the hook's cheap filter.
+
+    Finds the ESI body like `unwrap()` and walks the victim and attackers through the set,
+    stopping at the first hit, without building any object. Plain dicts with integer ids
+    take a fast path; anything else goes through `unwrap()` + `participant_ids()`.
+    Raises `MalformedKillmail` when the structure or an id it reads is unusable (the rest
+    of a matched mail is validated by `parse()` later).
+    """
+    if type(envelope) is dict:
+        body = envelope.get("esi")
+        if body is None:
+            body = envelope.get("esi_data")
+            if body is None:
+                body = envelope if "package" not in envelope else None
+                if body is not None and "killmail" in body:
+                    body = None
+        if type(body) is dict:
+            victim = body.get("victim")
+            attackers = body.get("attackers")
+            if type(victim) is dict and type(attackers) is list:
+                try:
+                    cid = victim.get("character_id")
+                    if cid is not None:
+                        if type(cid) is not int:
+                            cid = _int(cid)
+                        if cid in ids:
+                            return True
+                    for attacker in attackers:
+                        cid = attacker.get("character_id")
+                        if cid is not None:
+                            if type(cid) is not int:
+                                cid = _int(cid)
+                            if cid in ids:
+                                return True
+                    return False
+                except (AttributeError, ValueError, TypeError):
+                    pass  # the general path below says what is wrong
+    found = unwrap(envelope)
+    victim_id, attacker_ids = participant_ids(found)
+    return victim_id in ids or not ids.isdisjoint(attacker_ids)
+
+
+def killmail_id_of(envelope: Any) -> int | None:
+    """The killmail id of any envelope when one can be found (for log lines)."""
+    try:
+        found = unwrap(envelope)
+    except MalformedKillmail as exc:
+        return exc.killmail_id
+    raw = found.killmail_id if found.killmail_id is not None else found.body.get("killmail_id")
+    return _maybe_id(raw)
+
+
 def _structure_error(body: Mapping[str, Any], killmail_id: Any) -> MalformedKillmail:
     victim = body.get("victim")
     if victim is None:
@@ -232,25 +287,40 @@ def _opt_str(mapping: Mapping[str, Any], *keys: str) -> str | None:
     return None if value is None else str(value)
 
 
+def _i(value: Any) -> int | None:
+    """An optional id (fast path for the ints almost every mail carries)."""
+    if value is None or type(value) is int:
+        return value
+    return _int(value)
+
+
+def _s(value: Any) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    return str(value)
+
+
 def _participant(raw: Any, victim: bool) -> Participant:
     if not isinstance(raw, Mapping):
         kind = "victim" if victim else "attacker"
         raise ValueError(f"{kind} is {type(raw).__name__}, not a mapping")
-    damage = raw.get("damage_taken" if victim else "damage_done") or 0
+    get = raw.get
+    damage = get("damage_taken" if victim else "damage_done") or 0
+    ship_name = get("ship_type_name")
     return Participant(
-        character_id=_opt_int(raw, "character_id"),
-        character_name=_opt_str(raw, "character_name"),
-        corporation_id=_opt_int(raw, "corporation_id"),
-        corporation_name=_opt_str(raw, "corporation_name"),
-        alliance_id=_opt_int(raw, "alliance_id"),
-        alliance_name=_opt_str(raw, "alliance_name"),
-        faction_id=_opt_int(raw, "faction_id"),
-        ship_type_id=_opt_int(raw, "ship_type_id"),
-        ship_type_name=_opt_str(raw, "ship_type_name", "ship_name"),
-        weapon_type_id=_opt_int(raw, "weapon_type_id"),
-        damage=_int(damage),
-        final_blow=bool(raw.get("final_blow", False)),
-        raw=raw,
+        _i(get("character_id")),
+        _s(get("character_name")),
+        _i(get("corporation_id")),
+        _s(get("corporation_name")),
+        _i(get("alliance_id")),
+        _s(get("alliance_name")),
+        _i(get("faction_id")),
+        _i(get("ship_type_id")),
+        _s(ship_name if ship_name is not None else get("ship_name")),
+        _i(get("weapon_type_id")),
+        damage if type(damage) is int else _int(damage),
+        bool(get("final_blow", False)),
+        raw,
     )
 
 

@@ -81,6 +81,7 @@ class Killmail(BaseModel):
             (("related_character_id", "kill_time"), False),
             (("solar_system_id", "kill_time"), False),
             (("character_role", "kill_time"), False),
+            (("processed_at",), False),
         )
 
 
@@ -95,6 +96,9 @@ class KillmailStatistics(BaseModel):
     deaths_count = IntegerField(default=0)
     isk_destroyed = ISKField(default=0)
     isk_lost = ISKField(default=0)
+    solo_kills = IntegerField(default=0)
+    final_blows = IntegerField(default=0)
+    npc_deaths = IntegerField(default=0)
     region_activity = JSONField(null=True)
     ship_usage = JSONField(null=True)
     inserted_at = UTCDateTimeField()
@@ -106,6 +110,43 @@ class KillmailStatistics(BaseModel):
             (("character_id", "period_type", "period_start"), True),
             (("period_type", "period_start"), False),
         )
+
+
+class StatisticsWatermark(BaseModel):
+    """Per period type: the `processed_at` from which the next incremental aggregation
+    looks for changes (the last run's start minus the overlap)."""
+
+    period_type = CharField(max_length=16, primary_key=True)
+    changes_since = UTCDateTimeField()
+    last_run_at = UTCDateTimeField()
+    last_rebuild_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        table_name = "statistics_watermarks"
+
+
+class StatisticsRetention(BaseModel):
+    """One row: retention has deleted every involvement before `pruned_before` (a UTC day).
+    Periods starting before it keep their figures."""
+
+    id = IntegerField(primary_key=True)
+    pruned_before = DateField()
+    updated_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "statistics_retention"
+
+
+class StatisticsDeletion(BaseModel):
+    """A character lost involvements on a UTC day (written by a trigger on `killmails`)."""
+
+    character_id = BigIntegerField()
+    day = DateField()
+    marked_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "statistics_deletions"
+        indexes = ((("character_id", "day"), True), (("marked_at",), False))
 
 
 # --- universe, names and backfill state (migration 0004; enrichment helper) ---------------
@@ -190,5 +231,8 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     TrackedCharacter,
     Killmail,
     KillmailStatistics,
+    StatisticsWatermark,
+    StatisticsRetention,
+    StatisticsDeletion,
     *UNIVERSE_MODELS,
 )

@@ -1,10 +1,318 @@
-"""The pluggy plugin object registered under the `wanderer_notifier` entry point."""
+"""The pluggy plugin object registered under the `wanderer_notifier` entry point.
+
+A host calls the four hooks of `hookspecs`; this module implements them:
+
+- `on_startup(config)`: settings (config over environment over `.env`); inert with one log
+  line unless `ENABLE_PERSISTENCE` is true; otherwise opens the database, runs pending
+  migrations, loads the tracked characters and starts the writer thread. A bad setting
+  raises `ConfigError` (one line naming the variable). An unreachable database does not
+  stop the host: startup work is retried in the background and mails queue meanwhile.
+- `on_tracked_characters_updated(characters)`: swaps the in-memory id set at once and
+  queues the table update for the writer.
+- `on_kill_processed(killmail)`: unwraps the envelope, walks the participant ids through
+  the tracked set and queues a match; parsing and writing happen on the writer thread.
+  Never raises, never waits on the database.
+- `on_shutdown()`: writes everything queued, stops the threads, closes the database.
+
+Instances are independent (own settings, queue, thread, counters and tracked set); the
+models are bound to the one `database_proxy`, so instances active at the same time in
+one process must use the same database.
+"""
 
 from __future__ import annotations
 
+import itertools
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from peewee import Database, InterfaceError, OperationalError
+
+from . import migrator
+from .config import Settings, load_settings
+from .database import open_database
+from .hookspecs import hookimpl
+from .killmail import MalformedKillmail, involves, killmail_id_of
+from .scheduler import Scheduler
+from .tracked import TrackedSet, load_tracked, normalize, store_tracked
+from .writer import Writer, WriterSettings, _first_line
+
+log = logging.getLogger("wn_persist_plugin")
+
+
+@dataclass(frozen=True)
+class PipelineStats:
+    """Counters since startup. `seen` = `matched` + `ignored` + `malformed_on_arrival`
+    + `errors`; of the matched mails, `dropped` were refused because the queue was full."""
+
+    seen: int
+    """Mails handed to `on_kill_processed` while active."""
+    matched: int
+    """Mails with at least one tracked character (queued or dropped)."""
+    ignored: int
+    """Mails without a tracked character."""
+    malformed: int
+    """Malformed mails skipped (on arrival or when parsed by the writer)."""
+    dropped: int
+    """Matched mails refused because the queue was full (or arriving during shutdown)."""
+    queued: int
+    """Matched mails waiting to be written right now."""
+    mails_written: int
+    """Matched mails whose rows were written (a redelivered mail counts again)."""
+    rows_written: int
+    """Involvement rows written (inserted, updated or already present)."""
+    write_errors: int
+    """Rows the database refused (each logged with its killmail id)."""
+    retries: int
+    """Attempts that failed because the database was unreachable."""
+    lost: int
+    """Queued mails given up at shutdown because the database stayed unreachable."""
+    zkb_warnings: int
+    """Mails stored without a value because their zkb block was unusable."""
+    errors: int
+    """Unexpected errors inside the hooks (logged; never raised into the host)."""
+    tracked: int
+    """Characters currently tracked."""
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
 
 class PersistencePlugin:
-    """Keeps the killmails that involve tracked characters (hooks: see hookspecs)."""
+    """Keeps the killmails that involve tracked characters (hooks: see hookspecs).
+
+    `environ` and `dotenv` replace the process environment and `./.env` (for tests and
+    embedding); `config` passed to `on_startup` still wins over both.
+    """
+
+    def __init__(
+        self, *, environ: Mapping[str, str] | None = None, dotenv: Path | None = None
+    ) -> None:
+        self._environ = environ
+        self._dotenv = dotenv
+        self.settings: Settings | None = None
+        self.db: Database | None = None
+        self._writer: Writer | None = None
+        self._tracked = TrackedSet()
+        self._tracked_from_host = False
+        self._scheduler: Any = None
+        self._last_writer: Writer | None = None
+        self._lock = threading.Lock()
+        # Counted on the host's thread(s) on every call: `next()` on an itertools.count is
+        # atomic under the GIL and cheaper than a lock; `_count_value` reads them.
+        self._seen = itertools.count()
+        self._matched = itertools.count()
+        self._malformed = 0
+        self._errors = 0
+
+    # -- hooks ---------------------------------------------------------------------------
+
+    @hookimpl
+    def on_startup(self, config: Mapping[str, Any] | None) -> None:
+        """Load settings; when enabled open and migrate the database and start writing.
+
+        Raises `config.ConfigError` for a bad setting, and a migration's own error when a
+        migration fails; an unreachable database is retried in the background instead.
+        (`config` has no default on purpose: pluggy does not pass arguments that have one.)
+        """
+        if self._writer is not None:
+            log.warning("wn-persist: on_startup called twice; ignored")
+            return
+        settings = load_settings(overrides=config or {}, environ=self._environ, dotenv=self._dotenv)
+        writer_settings = WriterSettings.from_settings(settings)
+        self.settings = settings
+        if not settings.enable_persistence:
+            log.info("wn-persist: persistence disabled (ENABLE_PERSISTENCE is false)")
+            return
+        db = open_database(settings)
+        self.db = db
+        # HOOK POINT (region enrichment): pass `enrich=<callable(rows)>` to fill
+        # region_id / region_name on the writer thread before rows are written.
+        writer = Writer(db, writer_settings)
+        try:
+            self._prepare(db)
+        except (OperationalError, InterfaceError) as exc:
+            log.error(
+                "wn-persist: database %s unreachable at startup (%s); retrying in the "
+                "background, killmails are queued meanwhile",
+                settings.masked_database_url,
+                _first_line(exc),
+            )
+            writer.submit(self._prepare, "startup (migrations, tracked characters)")
+        finally:
+            _close_quietly(db)
+        self._writer = writer.start()
+        self._scheduler = Scheduler(settings, db, before_aggregation=self._statistics_steps())
+        self._scheduler.start()
+        log.info(
+            "wn-persist: storing killmails of %d tracked characters in %s",
+            len(self._tracked),
+            settings.masked_database_url,
+        )
+
+    def _statistics_steps(self) -> list[Any]:
+        """Steps the scheduler runs before each aggregation."""
+        return []
+
+    @hookimpl
+    def on_tracked_characters_updated(self, characters: Iterable[Mapping[str, Any]]) -> None:
+        """Replace the tracked set now; the table is updated by the writer thread."""
+        writer = self._writer
+        if writer is None:
+            log.debug("wn-persist: inactive; tracked characters ignored")
+            return
+        try:
+            result = normalize(characters)
+            if result.invalid:
+                log.warning(
+                    "wn-persist: ignored %d tracked-character entries without a usable id "
+                    "(first: %s)",
+                    len(result.invalid),
+                    result.invalid[0],
+                )
+            if not result.entries and result.invalid:
+                log.warning(
+                    "wn-persist: no usable entry in the tracked list; keeping the previous "
+                    "%d characters",
+                    len(self._tracked),
+                )
+                return
+            entries = result.entries
+            self._tracked = TrackedSet.of(entries)
+            self._tracked_from_host = True
+            writer.submit(
+                lambda db: store_tracked(db, entries), f"storing {len(entries)} tracked characters"
+            )
+            log.info("wn-persist: tracking %d characters", len(entries))
+        except Exception:
+            with self._lock:
+                self._errors += 1
+            log.exception("wn-persist: tracked characters update failed")
+
+    @hookimpl
+    def on_kill_processed(self, killmail: Mapping[str, Any]) -> None:
+        """Queue the mail when a tracked character is on it; return at once."""
+        writer = self._writer
+        if writer is None:
+            return
+        next(self._seen)
+        try:
+            tracked = self._tracked
+            if involves(killmail, tracked.ids):
+                next(self._matched)
+                writer.offer(killmail, tracked)
+        except MalformedKillmail as exc:
+            with self._lock:
+                self._malformed += 1
+            log.warning("wn-persist: skipped malformed %s", exc)
+        except Exception as exc:  # noqa: BLE001 - never raise into the host
+            with self._lock:
+                self._errors += 1
+            log.error("wn-persist: killmail %s not handled: %s", _id_of(killmail), _first_line(exc))
+
+    @hookimpl
+    def on_shutdown(self) -> None:
+        """Write everything queued, stop the threads and close the database."""
+        writer = self._writer
+        if writer is None:
+            return
+        # The statistics job stops first, so the writer's final flush is not competing with it.
+        if self._scheduler is not None:
+            self._scheduler.stop()
+            self._scheduler = None
+        writer.stop()
+        self._last_writer = writer
+        self._writer = None
+        if self.db is not None:
+            _close_quietly(self.db)
+        stats = self.stats()
+        log.info(
+            "wn-persist: stopped; %d mails seen, %d matched, %d rows written, %d dropped, "
+            "%d lost, %d malformed, %d write errors",
+            stats.seen,
+            stats.matched,
+            stats.rows_written,
+            stats.dropped,
+            stats.lost,
+            stats.malformed,
+            stats.write_errors,
+        )
+
+    # -- for hosts and tests -----------------------------------------------------------
+
+    @property
+    def active(self) -> bool:
+        """True between a successful enabled startup and shutdown."""
+        return self._writer is not None
+
+    @property
+    def tracked(self) -> TrackedSet:
+        """The tracked characters used for matching right now."""
+        return self._tracked
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every mail handed over before this call is written (or refused).
+        True when done within `timeout` seconds; True at once when inactive."""
+        writer = self._writer
+        return True if writer is None else writer.flush(timeout)
+
+    def stats(self) -> PipelineStats:
+        """The counters (cheap; safe to call from any thread)."""
+        writer = self._writer or self._last_writer
+        with self._lock:
+            malformed, errors = self._malformed, self._errors
+        matched = _count_value(self._matched)
+        seen = max(_count_value(self._seen), matched + malformed + errors)
+        ignored = max(0, seen - matched - malformed - errors)
+        wc = writer.counters if writer else None
+        return PipelineStats(
+            seen=seen,
+            matched=matched,
+            ignored=ignored,
+            malformed=malformed + (wc.malformed if wc else 0),
+            dropped=writer.dropped if writer else 0,
+            queued=writer.queued if self._writer else 0,
+            mails_written=wc.mails_written if wc else 0,
+            rows_written=wc.rows_written if wc else 0,
+            write_errors=wc.write_errors if wc else 0,
+            retries=wc.retries if wc else 0,
+            lost=wc.lost if wc else 0,
+            zkb_warnings=wc.zkb_warnings if wc else 0,
+            errors=errors,
+            tracked=len(self._tracked),
+        )
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _prepare(self, db: Database) -> None:
+        """Migrations and the tracked set from the table (unless the host sent one)."""
+        migrator.migrate(db)
+        loaded = load_tracked(db)
+        if not self._tracked_from_host:
+            self._tracked = loaded
+
+
+def _close_quietly(db: Database) -> None:
+    try:
+        db.close()
+    except Exception:  # noqa: BLE001 - a broken connection may refuse to close cleanly
+        pass
+
+
+def _id_of(killmail: Any) -> Any:
+    try:
+        return killmail_id_of(killmail)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _count_value(counter: itertools.count) -> int:
+    """The next value an itertools.count would return (= how often it was advanced)."""
+    return int(repr(counter)[len("count(") : -1])
 
 
 plugin = PersistencePlugin()
+"""The instance the `wanderer_notifier` entry point registers."""

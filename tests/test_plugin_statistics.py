@@ -1,0 +1,37 @@
+"""The plugin runs the statistics scheduler: started with persistence, stopped at shutdown,
+and its job aggregates what the writer stored (SQLite and PostgreSQL, real killmails)."""
+
+from __future__ import annotations
+
+from test_pipeline import Host, sample_characters
+
+from wn_persist_plugin.models import Killmail, KillmailStatistics
+
+
+def test_scheduler_lives_with_the_plugin_and_aggregates_stored_mails(db_url, db, real_envelopes):
+    host = Host(db_url, PERSISTENCE_AGGREGATION_SCHEDULE="0 3 * * *")
+    scheduler = host.plugin._scheduler
+    try:
+        assert scheduler is not None and scheduler.running
+        assert scheduler.cron == "0 3 * * *"
+        tracked = sample_characters(real_envelopes, 300)
+        host.track([{"character_id": c} for c in tracked])
+        host.kill(*real_envelopes)
+        assert host.plugin.flush(60)
+        assert Killmail.select().count() > 0
+        report = scheduler.run_now()
+        assert report.ok, report.error
+        characters = {
+            r.related_character_id for r in Killmail.select(Killmail.related_character_id)
+        }
+        daily = KillmailStatistics.select().where(KillmailStatistics.period_type == "daily")
+        assert {s.character_id for s in daily} == characters
+    finally:
+        host.stop()
+    assert host.plugin._scheduler is None and not scheduler.running
+
+
+def test_disabled_plugin_starts_no_scheduler(db_url):
+    host = Host(db_url, ENABLE_PERSISTENCE="false")
+    assert host.plugin._scheduler is None
+    host.stop()

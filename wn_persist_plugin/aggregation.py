@@ -1,0 +1,537 @@
+"""Daily, weekly and monthly statistics per tracked character, computed by SQL.
+
+Each period type is one `INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDATE` over the
+involvements (`killmails`), on SQLite and PostgreSQL alike; no character's rows are ever
+loaded into Python. Periods are UTC calendar periods: a day, an ISO week (Monday to
+Sunday), a month; `period_start` / `period_end` are their first and last day.
+
+Incremental runs (the default) recompute only the (character, period) pairs that have an
+involvement written or changed since the last run (`killmails.processed_at`, the change
+marker) or that lost one (`statistics_deletions`, filled by a trigger on `killmails`).
+The window starts `overlap` before the previous run's start: a writer may stamp a row
+before a run starts and commit it after the run has read, and recomputing a period is
+idempotent, so re-reading that margin is cheap and catches such rows.
+
+Periods that start before the retention boundary (`statistics_retention.pruned_before`)
+are never recomputed, not even by `rebuild`: some of their involvements are gone, so
+their stored figures are the only complete ones. See docs/statistics.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from peewee import Database
+
+from .database import is_postgres, write_transaction
+from .joblock import STATISTICS_JOB, job_lock
+
+log = logging.getLogger(__name__)
+
+PERIODS: tuple[str, ...] = ("daily", "weekly", "monthly")
+WORK_MEM = "64MB"
+"""PostgreSQL `work_mem` for an aggregation transaction."""
+DEFAULT_OVERLAP = dt.timedelta(hours=1)
+"""How far before the previous run's start an incremental run looks for changes: the
+longest time a writer may take between stamping `processed_at` and committing."""
+
+
+class UnknownPeriod(ValueError):
+    def __init__(self, period: str) -> None:
+        super().__init__(f"unknown period {period!r} (use {', '.join(PERIODS)})")
+
+
+@dataclass
+class PeriodResult:
+    period_type: str
+    mode: str
+    """`incremental`, `rebuild` (no watermark yet counts as a rebuild) or `unchanged`."""
+    periods_examined: int | None = None
+    """(character, period) pairs recomputed; None for a rebuild (every pair)."""
+    rows_written: int = 0
+    """Statistics rows inserted or whose figures changed."""
+    rows_deleted: int = 0
+    """Statistics rows of periods left without involvements."""
+    seconds: float = 0.0
+
+
+@dataclass
+class AggregateResult:
+    periods: list[PeriodResult] = field(default_factory=list)
+    frozen_before: dt.date | None = None
+    """Periods starting before this day were left alone (retention pruned them)."""
+
+    @property
+    def rows_written(self) -> int:
+        return sum(p.rows_written for p in self.periods)
+
+    @property
+    def rows_deleted(self) -> int:
+        return sum(p.rows_deleted for p in self.periods)
+
+
+def period_bounds(period_type: str, day: dt.date) -> tuple[dt.date, dt.date]:
+    """The first and last day (inclusive) of the UTC period containing `day`."""
+    if period_type == "daily":
+        return day, day
+    if period_type == "weekly":
+        start = day - dt.timedelta(days=day.weekday())
+        return start, start + dt.timedelta(days=6)
+    if period_type == "monthly":
+        start = day.replace(day=1)
+        following = (start + dt.timedelta(days=32)).replace(day=1)
+        return start, following - dt.timedelta(days=1)
+    raise UnknownPeriod(period_type)
+
+
+# --- the dialect differences, all in one place ----------------------------------------
+
+
+class _Sql:
+    """SQL fragments that differ between SQLite and PostgreSQL."""
+
+    def __init__(self, db: Database) -> None:
+        self.pg = is_postgres(db)
+        self.p = db.param
+
+    def period_start(self, period_type: str, expr: str) -> str:
+        if self.pg:
+            if period_type == "daily":
+                return f"({expr})::date"
+            unit = "week" if period_type == "weekly" else "month"
+            return f"date_trunc('{unit}', ({expr})::timestamp)::date"
+        if period_type == "daily":
+            return f"date({expr})"
+        if period_type == "weekly":
+            return f"date({expr}, 'weekday 0', '-6 days')"
+        return f"date({expr}, 'start of month')"
+
+    def next_start(self, period_type: str, start: str) -> str:
+        """The day after the period starting at `start` (exclusive end of its range)."""
+        if self.pg:
+            if period_type == "monthly":
+                return f"(({start}) + interval '1 month')::date"
+            return f"(({start}) + {1 if period_type == 'daily' else 7})"
+        if period_type == "monthly":
+            return f"date({start}, '+1 month')"
+        return f"date({start}, '+{1 if period_type == 'daily' else 7} days')"
+
+    def period_end(self, period_type: str, start: str) -> str:
+        if self.pg:
+            return f"({self.next_start(period_type, start)} - 1)"
+        if period_type == "monthly":
+            return f"date({start}, '+1 month', '-1 day')"
+        return f"date({start}, '+{0 if period_type == 'daily' else 6} days')"
+
+    @property
+    def value(self) -> str:
+        """A mail's value in integer cents (exact; 64-bit sums are fast on both)."""
+        if self.pg:
+            return "COALESCE(CAST(k.total_value * 100 AS BIGINT), 0)"
+        return "COALESCE(CAST(ROUND(k.total_value * 100) AS INTEGER), 0)"
+
+    def isk(self, total: str) -> str:
+        """Summed cents as stored in the ISK column (SQLite: exact decimal text)."""
+        if self.pg:
+            return f"CAST(({total}) / 100.0 AS NUMERIC(20, 2))"
+        return f"printf('%d.%02d', ({total}) / 100, ({total}) % 100)"
+
+    def json_object(self, key: str, value: str) -> str:
+        return (
+            f"jsonb_object_agg({key}, {value})" if self.pg else f"json_group_object({key}, {value})"
+        )
+
+    @property
+    def empty_json(self) -> str:
+        return "'{}'::jsonb" if self.pg else "json('{}')"
+
+    @property
+    def distinct_op(self) -> str:
+        return "IS DISTINCT FROM" if self.pg else "IS NOT"
+
+    @property
+    def force_order(self) -> str:
+        """Join keyword that makes SQLite drive the join from the (small) work table."""
+        return "JOIN" if self.pg else "CROSS JOIN"
+
+    def timestamp(self, value: dt.datetime) -> Any:
+        naive = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return naive if self.pg else naive.isoformat(sep=" ")
+
+    def date(self, value: dt.date) -> Any:
+        return value if self.pg else value.isoformat()
+
+    def create_work_table(self, db: Database) -> None:
+        if self.pg:
+            db.execute_sql(
+                "CREATE TEMP TABLE IF NOT EXISTS stats_work (character_id BIGINT NOT NULL,"
+                " period_start DATE NOT NULL, range_end DATE NOT NULL,"
+                " PRIMARY KEY (character_id, period_start))"
+            )
+        else:
+            db.execute_sql(
+                "CREATE TEMP TABLE IF NOT EXISTS stats_work (character_id INTEGER NOT NULL,"
+                " period_start TEXT NOT NULL, range_end TEXT NOT NULL,"
+                " PRIMARY KEY (character_id, period_start))"
+            )
+        db.execute_sql("DELETE FROM stats_work")
+
+
+_SUMMED = ("n", "kills", "deaths", "destroyed", "lost", "solo", "fb", "npc")
+"""Per-ship sums in `parts`, cast to 64-bit integers (PostgreSQL would widen to NUMERIC)."""
+
+FIGURES = (
+    "kills_count",
+    "deaths_count",
+    "isk_destroyed",
+    "isk_lost",
+    "solo_kills",
+    "final_blows",
+    "npc_deaths",
+    "ship_usage",
+    "region_activity",
+    "character_name",
+    "period_end",
+)
+
+
+@dataclass
+class _Scan:
+    """The involvements a run reads, as `killmails k`: the FROM clause, extra conditions,
+    the character and period-start expressions, and the parameters FROM/WHERE use."""
+
+    source: str
+    where: str
+    character: str
+    start: str
+    params: list[Any]
+
+    def conditions(self, *more: str) -> str:
+        parts = [c for c in (self.where, *more) if c]
+        return f"WHERE {' AND '.join(parts)}" if parts else ""
+
+
+def _upsert_sql(sql: _Sql, period_type: str, scan: _Scan) -> tuple[str, list[Any]]:
+    """The one statement that computes and stores a period type's figures over `scan`,
+    and the parameters it needs apart from the two timestamps at the end.
+
+    One pass groups the involvements by character, period, ship and region (`g`); per-ship
+    and per-region sums over `g` (`parts`) then make each row's figures, ship usage and
+    region activity in one more grouping. A mail counts once per
+    region even when the character is both victim and attacker on it (`dual_roles`)."""
+    region_key = "COALESCE(CAST(k.region_id AS TEXT), 'unknown')"
+    changed = " OR ".join(
+        f"killmail_statistics.{c} {sql.distinct_op} excluded.{c}" for c in FIGURES
+    )
+    text = f"""
+WITH g AS MATERIALIZED (
+    SELECT {scan.character} AS character_id, {scan.start} AS period_start, k.ship_type_id,
+           {region_key} AS region_key, COUNT(*) AS n,
+           SUM(CASE WHEN k.character_role = 'attacker' THEN 1 ELSE 0 END) AS kills,
+           SUM(CASE WHEN k.character_role = 'victim' THEN 1 ELSE 0 END) AS deaths,
+           SUM(CASE WHEN k.character_role = 'attacker' THEN {sql.value} ELSE 0 END) AS destroyed,
+           SUM(CASE WHEN k.character_role = 'victim' THEN {sql.value} ELSE 0 END) AS lost,
+           SUM(CASE WHEN k.character_role = 'attacker' AND k.solo THEN 1 ELSE 0 END) AS solo,
+           SUM(CASE WHEN k.character_role = 'attacker' AND k.final_blow THEN 1 ELSE 0 END) AS fb,
+           SUM(CASE WHEN k.character_role = 'victim' AND k.npc THEN 1 ELSE 0 END) AS npc,
+           MAX(k.related_character_name) AS name
+    FROM {scan.source} {scan.conditions()}
+    GROUP BY 1, 2, 3, 4
+),
+dual_roles AS (
+    SELECT {scan.character} AS character_id, {scan.start} AS period_start,
+           {region_key} AS region_key, COUNT(*) AS n
+    FROM {scan.source}
+    JOIN killmails a ON a.killmail_id = k.killmail_id
+         AND a.related_character_id = k.related_character_id AND a.character_role = 'attacker'
+    {scan.conditions("k.character_role = 'victim'")}
+    GROUP BY 1, 2, 3
+),
+parts AS (
+    SELECT character_id, period_start, 'ship' AS kind, CAST(ship_type_id AS TEXT) AS label,
+           {", ".join(f"CAST(SUM({c}) AS BIGINT) AS {c}" for c in _SUMMED)}, MAX(name) AS name
+    FROM g GROUP BY character_id, period_start, ship_type_id
+    UNION ALL
+    SELECT r.character_id, r.period_start, 'region', r.region_key,
+           CAST(r.n - COALESCE(d.n, 0) AS BIGINT), 0, 0, 0, 0, 0, 0, 0, NULL
+    FROM (SELECT character_id, period_start, region_key, SUM(n) AS n
+          FROM g GROUP BY 1, 2, 3) AS r
+    LEFT JOIN dual_roles d ON d.character_id = r.character_id
+         AND d.period_start = r.period_start AND d.region_key = r.region_key
+),
+figures AS (
+    SELECT character_id, period_start, SUM(kills) AS kills, SUM(deaths) AS deaths,
+           SUM(destroyed) AS destroyed, SUM(lost) AS lost, SUM(solo) AS solo_kills,
+           SUM(fb) AS final_blows, SUM(npc) AS npc_deaths, MAX(name) AS name,
+           {sql.json_object("label", "n")}
+               FILTER (WHERE kind = 'ship' AND label IS NOT NULL) AS ship_map,
+           {sql.json_object("label", "n")} FILTER (WHERE kind = 'region') AS activity
+    FROM parts GROUP BY 1, 2
+)
+INSERT INTO killmail_statistics (
+    period_type, period_start, period_end, character_id, character_name,
+    kills_count, deaths_count, isk_destroyed, isk_lost, solo_kills, final_blows, npc_deaths,
+    ship_usage, region_activity, inserted_at, updated_at)
+SELECT '{period_type}', f.period_start, {sql.period_end(period_type, "f.period_start")},
+       f.character_id, COALESCE(t.character_name, f.name),
+       f.kills, f.deaths, {sql.isk("f.destroyed")}, {sql.isk("f.lost")},
+       f.solo_kills, f.final_blows, f.npc_deaths,
+       COALESCE(f.ship_map, {sql.empty_json}), f.activity, {sql.p}, {sql.p}
+FROM figures f
+LEFT JOIN tracked_characters t ON t.character_id = f.character_id
+WHERE true
+ON CONFLICT (character_id, period_type, period_start) DO UPDATE SET
+    {", ".join(f"{c} = excluded.{c}" for c in FIGURES)}, updated_at = excluded.updated_at
+WHERE {changed}
+"""
+    return text, [*scan.params, *scan.params]
+
+
+def _changes(db: Database, cursor: Any) -> int:
+    """Rows the statement changed (Python's sqlite3 reports -1 for `WITH ... INSERT`)."""
+    if is_postgres(db):
+        return max(cursor.rowcount, 0)
+    return int(db.execute_sql("SELECT changes()").fetchone()[0])
+
+
+def _has_involvements(sql: _Sql, period_type: str) -> str:
+    """EXISTS clause: the statistics row's character has involvements in its period."""
+    start = "killmail_statistics.period_start"
+    return (
+        "EXISTS (SELECT 1 FROM killmails k"
+        " WHERE k.related_character_id = killmail_statistics.character_id"
+        f" AND k.kill_time >= {start} AND k.kill_time < {sql.next_start(period_type, start)})"
+    )
+
+
+# --- state ---------------------------------------------------------------------------
+
+
+def _watermarks(db: Database) -> dict[str, dt.datetime]:
+    from .models import StatisticsWatermark
+
+    return {w.period_type: w.changes_since for w in StatisticsWatermark.select()}
+
+
+def frozen_before(db: Database) -> dt.date | None:
+    """Retention's boundary: periods starting before this day keep their figures."""
+    from .models import StatisticsRetention
+
+    row = StatisticsRetention.get_or_none(StatisticsRetention.id == 1)
+    return row.pruned_before if row else None
+
+
+def absorbed_before(db: Database) -> dt.datetime | None:
+    """Every involvement with `processed_at` before this is counted in all three period
+    types (None until each type has been aggregated once)."""
+    marks = _watermarks(db)
+    if not all(p in marks for p in PERIODS):
+        return None
+    return min(marks[p] for p in PERIODS)
+
+
+# --- the run -------------------------------------------------------------------------
+
+
+def aggregate(
+    db: Database,
+    *,
+    periods: Sequence[str] | Iterable[str] = PERIODS,
+    since: dt.date | None = None,
+    rebuild: bool = False,
+    overlap: dt.timedelta = DEFAULT_OVERLAP,
+    now: dt.datetime | None = None,
+    wait: float = 0.0,
+) -> AggregateResult:
+    """Bring the statistics up to date with the stored involvements.
+
+    Incremental by default; `since` also recomputes every period ending on or after that
+    day; `rebuild` recomputes every period (except those retention has partly pruned).
+    Holds the statistics job lock (waiting up to `wait` seconds, else `JobBusy`).
+    """
+    periods = list(dict.fromkeys(periods))
+    for period_type in periods:
+        if period_type not in PERIODS:
+            raise UnknownPeriod(period_type)
+    with job_lock(db, STATISTICS_JOB, wait=wait):
+        boundary = frozen_before(db)
+        result = AggregateResult(frozen_before=boundary)
+        for period_type in periods:
+            started = now or dt.datetime.now(dt.UTC)
+            clock = time.perf_counter()
+            part = _aggregate_period(db, period_type, since, rebuild, boundary, started, overlap)
+            part.seconds = time.perf_counter() - clock
+            result.periods.append(part)
+            log.info(
+                "aggregated %s (%s): %d rows written, %d deleted in %.2fs",
+                period_type,
+                part.mode,
+                part.rows_written,
+                part.rows_deleted,
+                part.seconds,
+            )
+        _forget_consumed_deletions(db)
+        return result
+
+
+def _aggregate_period(
+    db: Database,
+    period_type: str,
+    since: dt.date | None,
+    rebuild: bool,
+    boundary: dt.date | None,
+    started: dt.datetime,
+    overlap: dt.timedelta,
+) -> PeriodResult:
+    from .models import StatisticsWatermark
+
+    sql = _Sql(db)
+    with write_transaction(db):
+        if sql.pg:
+            # Room to sort in memory (the default 4 MB spills big runs to disk), and sorted
+            # grouping: hashed groups holding jsonb_object_agg states spill and ran ~1.5x
+            # slower on a million involvements. Both last until the transaction ends.
+            db.execute_sql(f"SET LOCAL work_mem = '{WORK_MEM}'")
+            db.execute_sql("SET LOCAL enable_hashagg = off")
+            db.execute_sql("SET LOCAL jit = off")  # compiling cost ~1 s and saved less
+        mark = StatisticsWatermark.get_or_none(StatisticsWatermark.period_type == period_type)
+        if rebuild or mark is None:
+            part = _rebuild(db, sql, period_type, boundary, started)
+        else:
+            part = _incremental(db, sql, period_type, mark.changes_since, since, boundary, started)
+        changes_since = started - overlap
+        if mark is not None and not rebuild:
+            changes_since = max(changes_since, mark.changes_since)
+        (
+            StatisticsWatermark.insert(
+                period_type=period_type,
+                changes_since=changes_since,
+                last_run_at=started,
+                last_rebuild_at=started if part.mode == "rebuild" else None,
+            )
+            .on_conflict(
+                conflict_target=[StatisticsWatermark.period_type],
+                update={
+                    StatisticsWatermark.changes_since: changes_since,
+                    StatisticsWatermark.last_run_at: started,
+                    **(
+                        {StatisticsWatermark.last_rebuild_at: started}
+                        if part.mode == "rebuild"
+                        else {}
+                    ),
+                },
+            )
+            .execute()
+        )
+        return part
+
+
+def _rebuild(
+    db: Database, sql: _Sql, period_type: str, boundary: dt.date | None, started: dt.datetime
+) -> PeriodResult:
+    start = sql.period_start(period_type, "k.kill_time")
+    params: list[Any] = []
+    where = ""
+    keep = ""
+    if boundary is not None:
+        where = f"{start} >= {sql.p}"
+        keep = f" AND period_start >= {sql.p}"
+        params.append(sql.date(boundary))
+    # a full scan reads the table in order; SQLite would otherwise walk it through the
+    # (character, time) index, which is slower for every row
+    table = "killmails k" if sql.pg else "killmails k NOT INDEXED"
+    scan = _Scan(table, where, "k.related_character_id", start, params)
+    upsert, upsert_params = _upsert_sql(sql, period_type, scan)
+    now = sql.timestamp(started)
+    written = _changes(db, db.execute_sql(upsert, [*upsert_params, now, now]))
+    deleted = db.execute_sql(
+        f"DELETE FROM killmail_statistics WHERE period_type = {sql.p}{keep}"
+        f" AND NOT {_has_involvements(sql, period_type)}",
+        [period_type, *params],
+    ).rowcount
+    return PeriodResult(period_type, "rebuild", None, max(written, 0), max(deleted, 0))
+
+
+def _incremental(
+    db: Database,
+    sql: _Sql,
+    period_type: str,
+    changes_since: dt.datetime,
+    since: dt.date | None,
+    boundary: dt.date | None,
+    started: dt.datetime,
+) -> PeriodResult:
+    p = sql.p
+    sql.create_work_table(db)
+    kill_start = sql.period_start(period_type, "kill_time")
+    changed = [
+        f"SELECT related_character_id AS character_id, {kill_start} AS period_start"
+        f" FROM killmails WHERE processed_at >= {p}",
+        f"SELECT character_id, {sql.period_start(period_type, 'day')} AS period_start"
+        f" FROM statistics_deletions WHERE marked_at >= {p}",
+    ]
+    params: list[Any] = [sql.timestamp(changes_since), sql.timestamp(changes_since)]
+    if since is not None:
+        first = sql.date(period_bounds(period_type, since)[0])
+        changed.append(
+            f"SELECT related_character_id, {kill_start} FROM killmails WHERE kill_time >= {p}"
+        )
+        changed.append(
+            "SELECT character_id, period_start FROM killmail_statistics"
+            f" WHERE period_type = {p} AND period_start >= {p}"
+        )
+        params += [first, period_type, first]
+    where = ""
+    if boundary is not None:
+        where = f" WHERE period_start >= {p}"
+        params.append(sql.date(boundary))
+    db.execute_sql(
+        "INSERT INTO stats_work (character_id, period_start, range_end)"
+        f" SELECT character_id, period_start, {sql.next_start(period_type, 'period_start')}"
+        f" FROM ({' UNION '.join(changed)}) AS changed{where}",
+        params,
+    )
+    examined = db.execute_sql("SELECT COUNT(*) FROM stats_work").fetchone()[0]
+    if not examined:
+        return PeriodResult(period_type, "unchanged", 0)
+    if sql.pg:
+        db.execute_sql("ANALYZE stats_work")
+    scan = _Scan(
+        f"stats_work w {sql.force_order} killmails k"
+        " ON k.related_character_id = w.character_id"
+        " AND k.kill_time >= w.period_start AND k.kill_time < w.range_end",
+        "",
+        "w.character_id",
+        "w.period_start",
+        [],
+    )
+    upsert, upsert_params = _upsert_sql(sql, period_type, scan)
+    now = sql.timestamp(started)
+    written = _changes(db, db.execute_sql(upsert, [*upsert_params, now, now]))
+    deleted = db.execute_sql(
+        # driven from the work table: only the examined periods' rows are looked at
+        "DELETE FROM killmail_statistics WHERE id IN (SELECT s.id FROM stats_work w"
+        f" {sql.force_order} killmail_statistics s ON s.character_id = w.character_id"
+        f" AND s.period_type = {p} AND s.period_start = w.period_start"
+        " WHERE NOT EXISTS (SELECT 1 FROM killmails k"
+        " WHERE k.related_character_id = w.character_id"
+        " AND k.kill_time >= w.period_start AND k.kill_time < w.range_end))",
+        [period_type],
+    ).rowcount
+    db.execute_sql("DELETE FROM stats_work")
+    return PeriodResult(period_type, "incremental", examined, max(written, 0), max(deleted, 0))
+
+
+def _forget_consumed_deletions(db: Database) -> None:
+    """Deletion marks every period type has read are no longer needed."""
+    from .models import StatisticsDeletion
+
+    absorbed = absorbed_before(db)
+    if absorbed is not None:
+        with write_transaction(db):
+            StatisticsDeletion.delete().where(StatisticsDeletion.marked_at < absorbed).execute()

@@ -1,0 +1,186 @@
+"""The statistics job on a schedule: a daemon thread that runs aggregation, then retention.
+
+`PERSISTENCE_AGGREGATION_SCHEDULE` is a standard 5-field cron expression, evaluated in UTC
+by croniter. The thread's job loop is the `schedule` package: after each run the next fire
+time comes from croniter and one `schedule` job is armed for it. A failing job is logged
+and tried again at the next fire time; the thread never dies of it. Processes sharing a
+database never run the job at once (`joblock`): the one that finds the lock taken skips
+that run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import schedule
+from croniter import croniter
+from peewee import Database
+
+from .aggregation import AggregateResult, aggregate
+from .config import ConfigError, Settings, parse_cron
+from .joblock import STATISTICS_JOB, JobBusy, job_lock
+from .retention import PruneResult, prune
+
+log = logging.getLogger(__name__)
+
+Step = Callable[[Database], object]
+ONE_SECOND = dt.timedelta(seconds=1)
+Clock = Callable[[], dt.datetime]
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class JobReport:
+    started_at: dt.datetime
+    finished_at: dt.datetime | None = None
+    aggregate: AggregateResult | None = None
+    prune: PruneResult | None = None
+    skipped: bool = False
+    """Another process held the job lock; nothing was done."""
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Scheduler:
+    """Runs the statistics job on the cron schedule in a daemon thread.
+
+    `before_aggregation` steps run first in every job, in order (region enrichment goes
+    there); `clock` is the UTC time source (tests move it).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        *,
+        before_aggregation: Sequence[Step] = (),
+        clock: Clock = _utc_now,
+    ) -> None:
+        self.cron = parse_cron("PERSISTENCE_AGGREGATION_SCHEDULE", settings.aggregation_schedule)
+        if not croniter.is_valid(self.cron):  # pragma: no cover - parse_cron checked it
+            raise ConfigError("PERSISTENCE_AGGREGATION_SCHEDULE", "invalid cron expression")
+        self.retention_days = settings.retention_days
+        self.db = db
+        self.before_aggregation: list[Step] = list(before_aggregation)
+        self.clock = clock
+        self.runs = 0
+        self.failures = 0
+        self.last_report: JobReport | None = None
+        self._jobs = schedule.Scheduler()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.next_fire: dt.datetime | None = None
+
+    # --- the job ---------------------------------------------------------------------
+
+    def run_now(self) -> JobReport:
+        """Run the job once, synchronously: enrichment steps, aggregation, retention.
+
+        Never raises: a failure is logged and returned in the report."""
+        report = JobReport(started_at=self.clock())
+        try:
+            with job_lock(self.db, STATISTICS_JOB, wait=0):
+                self._job(report)
+        except JobBusy:
+            report.skipped = True
+            log.info("statistics job skipped: another process is running it")
+        except Exception as exc:  # noqa: BLE001 - the job must never kill its caller
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            report.error = f"{type(exc).__name__}: {first}".rstrip(": ")
+            self.failures += 1
+            log.exception("statistics job failed; it runs again at the next scheduled time")
+        finally:
+            report.finished_at = self.clock()
+            self.runs += 1
+            self.last_report = report
+            if not self.db.is_closed() and self._thread is threading.current_thread():
+                self.db.close()
+        return report
+
+    def _job(self, report: JobReport) -> None:
+        # --- region enrichment (enrich helper) runs here, before aggregation: pass it in
+        # `before_aggregation` so regions found now count in this run's statistics. ---
+        for step in self.before_aggregation:
+            step(self.db)
+        report.aggregate = aggregate(self.db)
+        report.prune = prune(self.db, self.retention_days)
+
+    # --- the thread ------------------------------------------------------------------
+
+    def fire_after(self, moment: dt.datetime) -> dt.datetime:
+        """The first cron time strictly after `moment` (UTC)."""
+        return croniter(self.cron, moment.astimezone(dt.UTC)).get_next(dt.datetime)
+
+    def _arm(self) -> None:
+        now = self.clock()
+        self.next_fire = self.fire_after(now)
+        delay = max(1, math.ceil((self.next_fire - now).total_seconds()))
+        self._jobs.every(delay).seconds.do(self._fire)
+        log.debug("statistics job next at %s", self.next_fire.isoformat())
+
+    def _fire(self) -> type[schedule.CancelJob]:
+        # `schedule` counts in local wall-clock time: a daylight-saving jump can wake it an
+        # hour early. The cron time is UTC; before it, only re-arm.
+        early = self.next_fire is not None and self.clock() < self.next_fire - ONE_SECOND
+        try:
+            if not early:
+                self.run_now()
+        finally:
+            self._arm()
+        return schedule.CancelJob
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._jobs.run_pending()
+            except Exception:  # noqa: BLE001 - keep the thread alive whatever happens
+                log.exception("statistics scheduler loop error")
+                if not self._jobs.jobs:
+                    self._arm()
+            idle = self._jobs.idle_seconds
+            self._stop.wait(1.0 if idle is None else min(max(idle, 0.05), 30.0))
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the daemon thread (no-op when it runs already)."""
+        if self.running:
+            return
+        self._stop.clear()
+        self._jobs.clear()
+        self._arm()
+        self._thread = threading.Thread(
+            target=self._loop, name="wn-persist-statistics", daemon=True
+        )
+        self._thread.start()
+        log.info("statistics scheduler started (%s UTC)", self.cron)
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop the thread, waiting up to `timeout` seconds for a running job to end.
+        True when the thread has ended."""
+        self._stop.set()
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        stopped = not thread.is_alive()
+        if stopped:
+            self._thread = None
+            self._jobs.clear()
+            log.info("statistics scheduler stopped")
+        else:
+            log.warning("statistics job still running after %.1fs; left as a daemon", timeout)
+        return stopped

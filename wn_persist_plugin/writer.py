@@ -1,0 +1,396 @@
+"""The background writer: a bounded queue of matched killmails, written in batches.
+
+The host's thread only appends `(envelope, tracked snapshot)` to the queue (see
+`plugin.PersistencePlugin.on_kill_processed`); this thread parses the mails, builds their
+involvement rows and writes them with `store.write_rows`, one transaction per batch.
+
+- Queue full: the new mail is refused (drop-newest), counted in `dropped` and logged at
+  most once a minute; the host is never blocked and nothing already queued is lost.
+- Database unreachable (or locked past its busy timeout): the batch is kept and retried
+  with exponential backoff (0.5 s doubling to 30 s); mails keep queueing meanwhile.
+- `stop()` writes everything still queued before returning; only when the database stays
+  unreachable past the shutdown timeout are the remaining mails given up (counted `lost`,
+  logged with their ids).
+- Control jobs (storing the tracked list, flush markers) travel in the same FIFO, so they
+  run after everything handed over before them.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from peewee import Database, InterfaceError, OperationalError
+
+from . import killmail as km
+from .config import Settings, mask_secrets, parse_int
+from .involvement import involvement_rows
+from .store import write_rows
+from .tracked import TrackedSet
+
+log = logging.getLogger(__name__)
+
+Rows = list[dict[str, Any]]
+RowEnricher = Callable[[Rows], None]
+"""Fills columns of rows in place before they are written (e.g. region enrichment)."""
+
+
+@dataclass(frozen=True)
+class WriterSettings:
+    """How the writer queues and batches. Read from the `PERSISTENCE_*` settings."""
+
+    queue_size: int = 10_000
+    """Matched mails waiting to be written; beyond that new mails are dropped."""
+    batch_rows: int = 500
+    """Rows per transaction (a batch closes early when the queue is empty)."""
+    shutdown_timeout: float = 60.0
+    """Seconds `stop()` keeps retrying an unreachable database before giving up."""
+    retry_initial: float = 0.5
+    retry_max: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WriterSettings:
+        """Parse `PERSISTENCE_QUEUE_SIZE`, `PERSISTENCE_BATCH_SIZE` and
+        `PERSISTENCE_SHUTDOWN_TIMEOUT`; raises `ConfigError` naming a bad one."""
+        extra = settings.extra
+
+        def get(name: str, default: int, low: int, high: int) -> int:
+            raw = extra.get(name)
+            if raw is None or not str(raw).strip():
+                return default
+            return parse_int(name, str(raw), low, high)
+
+        return cls(
+            queue_size=get("PERSISTENCE_QUEUE_SIZE", cls.queue_size, 1, 10_000_000),
+            batch_rows=get("PERSISTENCE_BATCH_SIZE", cls.batch_rows, 1, 5_000),
+            shutdown_timeout=float(
+                get("PERSISTENCE_SHUTDOWN_TIMEOUT", int(cls.shutdown_timeout), 0, 86_400)
+            ),
+        )
+
+
+class _Throttle:
+    """Lets a message through at most once per `interval` seconds; counts the rest."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._next = 0.0
+        self.suppressed = 0
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self.interval
+            return True
+        self.suppressed += 1
+        return False
+
+    def take_suppressed(self) -> int:
+        count, self.suppressed = self.suppressed, 0
+        return count
+
+
+class _Flush:
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class _Job:
+    """Database work other than killmail rows, retried like a batch when the database is
+    unreachable."""
+
+    __slots__ = ("run", "description")
+
+    def __init__(self, run: Callable[[Database], Any], description: str) -> None:
+        self.run = run
+        self.description = description
+
+
+@dataclass
+class WriterCounters:
+    """Counted by the writer thread only (readers may see a value one batch old)."""
+
+    rows_written: int = 0
+    mails_written: int = 0
+    write_errors: int = 0
+    malformed: int = 0
+    zkb_warnings: int = 0
+    retries: int = 0
+    lost: int = 0
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return mask_secrets(text.splitlines()[0]) if text else type(exc).__name__
+
+
+class Writer:
+    """Owns one thread and one bounded FIFO. `offer()` never blocks."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: WriterSettings | None = None,
+        *,
+        enrich: RowEnricher | None = None,
+        name: str = "wn-persist-writer",
+    ) -> None:
+        self.db = db
+        self.settings = settings or WriterSettings()
+        # Region enrichment plugs in here: a callable that fills region_id/region_name
+        # (or any column) of the rows in place, run on this thread before each write.
+        self.enrich = enrich
+        self.counters = WriterCounters()
+        self.dropped = 0
+        self._queue: collections.deque[Any] = collections.deque()
+        self._wakeup = threading.Event()
+        self._interrupt = threading.Event()
+        self._stopping = False
+        self._deadline: float | None = None
+        self._in_flight = 0
+        self._gave_up = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._drop_log = _Throttle(60.0)
+        self._retry_log = _Throttle(30.0)
+        self._drop_lock = threading.Lock()
+
+    # -- host side ---------------------------------------------------------------------
+
+    def start(self) -> Writer:
+        self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def offer(self, envelope: Any, tracked: TrackedSet) -> bool:
+        """Queue a matched mail; False (and counted in `dropped`) when the queue is full."""
+        queue = self._queue
+        if len(queue) >= self.settings.queue_size or self._stopping:
+            self._drop(envelope)
+            return False
+        queue.append((envelope, tracked))
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+        return True
+
+    def submit(self, run: Callable[[Database], Any], description: str) -> None:
+        """Queue database work (never refused); it runs after everything queued before."""
+        self._queue.append(_Job(run, description))
+        self._wakeup.set()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued before this call is written (or given up).
+        True when done within `timeout` seconds."""
+        if not self._thread.is_alive():
+            return not self._queue
+        marker = _Flush()
+        self._queue.append(marker)
+        self._wakeup.set()
+        return marker.done.wait(timeout)
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Write everything queued, then end the thread. `timeout` (default: the
+        shutdown timeout) bounds how long an unreachable database is retried.
+        True when nothing was lost."""
+        timeout = self.settings.shutdown_timeout if timeout is None else timeout
+        if self._thread.is_alive():
+            self._deadline = time.monotonic() + timeout
+            self._stopping = True
+            self._interrupt.set()
+            self._wakeup.set()
+            self._thread.join()
+        elif self._queue:
+            self._abandon("the writer is not running")
+        return self.counters.lost == 0
+
+    @property
+    def queued(self) -> int:
+        """Mails waiting or being written."""
+        return sum(1 for item in list(self._queue) if type(item) is tuple) + self._in_flight
+
+    def _drop(self, envelope: Any) -> None:
+        with self._drop_lock:
+            self.dropped += 1
+            if not self._drop_log.ready():
+                return
+            others = self._drop_log.take_suppressed()
+        reason = "shutting down" if self._stopping else "queue full"
+        log.warning(
+            "wn-persist: %s (%d mails): dropped killmail %s%s; "
+            "raise PERSISTENCE_QUEUE_SIZE or check the database",
+            reason,
+            self.settings.queue_size,
+            km.killmail_id_of(envelope),
+            f" and {others} more since the last warning" if others else "",
+        )
+
+    # -- writer thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._wakeup.clear()
+                if self._gave_up:
+                    self._abandon("the database stayed unreachable past the shutdown timeout")
+                    break
+                rows, mails, control = self._take()
+                if rows or mails:
+                    self._write(rows, mails)
+                    self._in_flight = 0
+                if control is not None:
+                    self._control(control)
+                if rows or mails or control is not None:
+                    continue
+                if self._stopping:
+                    break
+                self._wakeup.wait(5.0)
+        except Exception:  # pragma: no cover - a bug; keep the host alive and say so
+            log.exception("wn-persist: the writer thread failed")
+            self._abandon("the writer thread failed")
+        finally:
+            try:
+                self.db.close()
+            except Exception:  # noqa: BLE001 - closing a dead connection may fail
+                pass
+
+    def _take(self) -> tuple[Rows, int, Any]:
+        """Pop mails until the batch holds `batch_rows` rows, the queue is empty or a
+        control item comes next; parse them into rows."""
+        rows: Rows = []
+        mails = 0
+        queue = self._queue
+        limit = self.settings.batch_rows
+        while len(rows) < limit:
+            try:
+                item = queue.popleft()
+            except IndexError:
+                break
+            if type(item) is not tuple:
+                return rows, mails, item
+            mails += 1
+            self._in_flight = mails
+            rows.extend(self._rows_for(*item))
+        return rows, mails, None
+
+    def _rows_for(self, envelope: Any, tracked: TrackedSet) -> Rows:
+        try:
+            mail = km.parse(envelope)
+        except km.MalformedKillmail as exc:
+            self.counters.malformed += 1
+            log.warning("wn-persist: skipped malformed %s", exc)
+            return []
+        except Exception as exc:  # noqa: BLE001 - never let one mail stop the writer
+            self.counters.malformed += 1
+            log.warning("wn-persist: skipped unreadable killmail: %s", _first_line(exc))
+            return []
+        if mail.zkb_warning:
+            self.counters.zkb_warnings += 1
+            log.warning("wn-persist: killmail %d: %s", mail.killmail_id, mail.zkb_warning)
+        return involvement_rows(mail, tracked.ids, tracked.names.get)
+
+    def _write(self, rows: Rows, mails: int) -> None:
+        if rows and self.enrich is not None:
+            try:
+                self.enrich(rows)
+            except Exception as exc:  # noqa: BLE001 - enrichment must never lose rows
+                log.warning("wn-persist: enrichment failed, rows stored without it: %s", exc)
+        if not rows:
+            return
+        if self._with_retry(lambda db: self._write_once(db, rows, mails), f"{mails} mails"):
+            return
+        self.counters.lost += mails
+        ids = sorted({row["killmail_id"] for row in rows})
+        log.error("wn-persist: gave up on %d killmails: %s", len(ids), ids)
+
+    def _write_once(self, db: Database, rows: Rows, mails: int) -> None:
+        result = write_rows(db, rows)
+        for row, reason in result.failed:
+            log.warning(
+                "wn-persist: killmail %s (character %s, %s) not stored: %s",
+                row.get("killmail_id"),
+                row.get("related_character_id"),
+                row.get("character_role"),
+                reason,
+            )
+        self.counters.write_errors += len(result.failed)
+        self.counters.rows_written += len(rows) - len(result.failed)
+        self.counters.mails_written += mails
+
+    def _control(self, item: Any) -> None:
+        if isinstance(item, _Flush):
+            item.done.set()
+        elif isinstance(item, _Job):
+            if not self._with_retry(item.run, item.description):
+                log.error("wn-persist: gave up on %s", item.description)
+
+    def _with_retry(self, work: Callable[[Database], Any], what: str) -> bool:
+        """Run `work(db)`; retry connection failures with backoff. False when given up
+        (shutdown deadline passed, or a non-connection error)."""
+        delay = self.settings.retry_initial
+        while True:
+            try:
+                work(self.db)
+                return True
+            except (OperationalError, InterfaceError) as exc:
+                self._reset_connection()
+                self.counters.retries += 1
+                if self._stopping and self._past_deadline():
+                    self._gave_up = True
+                    return False
+                if self._retry_log.ready():
+                    log.warning(
+                        "wn-persist: database unavailable (%s); retrying %s in %.1f s, "
+                        "%d mails queued",
+                        _first_line(exc),
+                        what,
+                        delay,
+                        self.queued,
+                    )
+            except Exception as exc:  # noqa: BLE001 - a bug or bad data: do not loop forever
+                self._reset_connection()
+                log.error("wn-persist: writing %s failed: %s", what, _first_line(exc))
+                log.debug("details", exc_info=True)
+                return False
+            self._sleep(delay)
+            delay = min(delay * 2, self.settings.retry_max)
+
+    def _sleep(self, delay: float) -> None:
+        if self._stopping:
+            remaining = (self._deadline or 0) - time.monotonic()
+            time.sleep(max(0.0, min(delay, remaining)))
+        else:
+            self._interrupt.wait(delay)
+
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def _reset_connection(self) -> None:
+        """Drop a broken connection so that the next attempt opens a new one."""
+        db = self.db
+        try:
+            db.close()
+        except Exception:  # noqa: BLE001 - the connection is already broken
+            state = getattr(db, "_state", None)
+            if state is not None:
+                state.reset()
+
+    def _abandon(self, why: str) -> None:
+        ids = []
+        while self._queue:
+            item = self._queue.popleft()
+            if type(item) is tuple:
+                ids.append(km.killmail_id_of(item[0]))
+            elif isinstance(item, _Flush):
+                item.done.set()
+        if ids:
+            self.counters.lost += len(ids)
+            log.error("wn-persist: %d killmails not written (%s): %s", len(ids), why, ids)
