@@ -84,7 +84,7 @@ class BackfillSummary:
 
     def note(self, problem: str) -> None:
         """Record one problem (logged; kept for the report up to MAX_PROBLEMS)."""
-        log.warning("backfill: %s", problem)
+        log.debug("backfill: %s", problem)
         if len(self.problems) < MAX_PROBLEMS:
             self.problems.append(problem)
         else:
