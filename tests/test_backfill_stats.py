@@ -7,6 +7,7 @@ import json
 import threading
 
 import pytest
+from fakes_esi import *  # noqa: F403 - the fake servers' fixtures
 from test_backfill import characters, write_archive
 
 from wn_persist_plugin import backfill as bf
@@ -76,3 +77,23 @@ def test_a_busy_statistics_job_leaves_the_work_to_its_next_run(
     assert Killmail.select().count() > 0  # the rows are stored all the same
     aggregation.aggregate(db)  # the next run picks them up
     assert KillmailStatistics.select().count() > 0
+
+
+def test_esi_down_then_back_regions_reach_the_statistics(
+    db, real_envelopes, tmp_path, fake_server, esi_client
+):
+    envelopes = real_envelopes[:40]
+    archive = write_archive(tmp_path / "a.tar.bz2", envelopes)
+    fake_server.down = True
+    summary = backfill_paths(db, [archive], track=characters(envelopes)[::4], esi=esi_client)
+    assert summary.ok and summary.aggregated  # ESI down loses nothing
+    assert Killmail.select().count() > 0
+    assert Killmail.select().where(Killmail.region_id.is_null(False)).count() == 0
+    before = _activity()
+    fake_server.down = False
+    result = enrich(db, esi_client)  # the scheduled job's step, ESI back
+    assert not result.esi_errors and result.regions_filled == Killmail.select().count()
+    aggregation.aggregate(db)
+    after = _activity()
+    for region_id in {r.region_id for r in Killmail.select()}:
+        assert str(region_id) not in before and str(region_id) in after
