@@ -53,7 +53,10 @@ def test_unknown_ids_are_isolated_and_reported(esi_client, fake_server, fake_dat
 
 
 def test_420_waits_for_the_error_limit_reset(esi_client, fake_server, sleeps):
-    fake_server.script(r"^/universe/systems/", [(420, {"X-ESI-Error-Limit-Reset": "7"})])
+    fake_server.script(
+        r"^/universe/systems/",
+        [(420, {"X-ESI-Error-Limit-Reset": "7", "X-ESI-Error-Limit-Remain": "0"})],
+    )
     assert esi_client.system(JITA)["name"] == "Jita"
     assert sleeps.waits == [7.0]
     assert len(fake_server.asked("/universe/systems/")) == 2

@@ -168,6 +168,8 @@ class EsiClient:
                 last = "420 error limited"
                 reset = _float_header(headers, "X-ESI-Error-Limit-Reset")
                 self._wait(60.0 if reset is None else reset, last)
+                with self._lock:
+                    self._errors_remain = None  # the window has reset while we waited
                 continue
             elif status == 429:
                 last = "429 too many requests"
