@@ -76,3 +76,11 @@ def database_size(db: Database) -> int | None:
     if is_postgres(db):
         return int(db.execute_sql("SELECT pg_database_size(current_database())").fetchone()[0])
     return None
+
+
+def connected(db: Database) -> Any:
+    """A connection for the block: opened (and closed after) only if none is open, so a
+    caller's open connection or transaction is left as it was."""
+    import contextlib
+
+    return db.connection_context() if db.is_closed() else contextlib.nullcontext()

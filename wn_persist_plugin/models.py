@@ -12,6 +12,7 @@ from peewee import (
     BooleanField,
     CharField,
     DateField,
+    DoubleField,
     IntegerField,
     JSONField,
     Model,
@@ -148,6 +149,85 @@ class StatisticsDeletion(BaseModel):
         indexes = ((("character_id", "day"), True), (("marked_at",), False))
 
 
+# --- universe, names and backfill state (migration 0004; enrichment helper) ---------------
+
+
+class UniverseRegion(BaseModel):
+    region_id = BigIntegerField(primary_key=True)
+    name = CharField()
+
+    class Meta:
+        table_name = "universe_regions"
+
+
+class UniverseConstellation(BaseModel):
+    constellation_id = BigIntegerField(primary_key=True)
+    region_id = BigIntegerField(index=True)
+    name = CharField()
+
+    class Meta:
+        table_name = "universe_constellations"
+
+
+class UniverseSystem(BaseModel):
+    system_id = BigIntegerField(primary_key=True)
+    constellation_id = BigIntegerField()
+    region_id = BigIntegerField(index=True)
+    name = CharField()
+    security = DoubleField(null=True)
+
+    class Meta:
+        table_name = "universe_systems"
+
+
+class UniverseType(BaseModel):
+    type_id = BigIntegerField(primary_key=True)
+    group_id = BigIntegerField(null=True)
+    group_name = CharField(null=True)
+    category_id = BigIntegerField(null=True)
+    name = CharField()
+
+    class Meta:
+        table_name = "universe_types"
+
+
+class EntityName(BaseModel):
+    """Names cache: one row per id ESI was asked about. `name` is None for an id ESI does
+    not know (so it is not asked again)."""
+
+    entity_id = BigIntegerField(primary_key=True)
+    name = CharField(null=True)
+    category = CharField(max_length=32, null=True)
+    fetched_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "entity_names"
+
+
+class BackfillCursor(BaseModel):
+    """Where a resumable backfill source (e.g. one zKillboard history day) got to."""
+
+    source = CharField(max_length=200, primary_key=True)
+    position = TextField(null=True)
+    done = BooleanField(default=False)
+    updated_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "backfill_cursors"
+
+
+UNIVERSE_MODELS: tuple[type[BaseModel], ...] = (
+    UniverseRegion,
+    UniverseConstellation,
+    UniverseSystem,
+    UniverseType,
+    EntityName,
+    BackfillCursor,
+)
+
+# --- end of universe block -----------------------------------------------------------------
+
+
 class FeedState(BaseModel):
     """The standalone host's own state, key -> value (e.g. `r2z2.last_sequence`)."""
 
@@ -166,5 +246,6 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     StatisticsWatermark,
     StatisticsRetention,
     StatisticsDeletion,
+    *UNIVERSE_MODELS,
     FeedState,
 )

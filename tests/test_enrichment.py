@@ -1,0 +1,214 @@
+"""Regions and names for stored killmails: from the SDE tables, from the fake ESI, with
+ESI down and back; each id asked once; processed_at moves for every filled row."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+
+import pytest
+from fakes_esi import *  # noqa: F403 - the fake servers' fixtures
+
+from wn_persist_plugin import universe
+from wn_persist_plugin.config import ConfigError
+from wn_persist_plugin.enrichment import (
+    RowFiller,
+    cached_names,
+    enrich,
+    fill_from_tables,
+    scheduler_step,
+)
+from wn_persist_plugin.involvement import involvement_rows
+from wn_persist_plugin.killmail import parse
+from wn_persist_plugin.models import EntityName, Killmail, TrackedCharacter, UniverseSystem
+from wn_persist_plugin.store import write_rows
+
+LONG_AGO = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+
+
+def tracked_ids(envelopes) -> set[int]:
+    """Every victim with a character, and each mail's final-blow player."""
+    ids = set()
+    for env in envelopes:
+        body = env["esi"]
+        if body["victim"].get("character_id"):
+            ids.add(body["victim"]["character_id"])
+        for attacker in body["attackers"]:
+            if attacker.get("final_blow") and attacker.get("character_id"):
+                ids.add(attacker["character_id"])
+    return ids
+
+
+def store_live(db, envelopes, tracked) -> int:
+    rows = []
+    for env in envelopes:
+        rows.extend(involvement_rows(parse(env), tracked, now=LONG_AGO))
+    result = write_rows(db, rows)
+    assert not result.failed
+    return len(rows)
+
+
+@pytest.fixture(scope="module")
+def sde_regions(real_data_dir) -> dict[int, tuple[int, str]]:
+    folder = real_data_dir / "universe"
+    with (folder / "mapRegions.csv").open(newline="") as fh:
+        names = {int(r["regionID"]): r["regionName"] for r in csv.DictReader(fh)}
+    with (folder / "mapSolarSystems.csv").open(newline="") as fh:
+        return {
+            int(r["solarSystemID"]): (int(r["regionID"]), names[int(r["regionID"])])
+            for r in csv.DictReader(fh)
+        }
+
+
+def test_regions_from_the_sde_for_every_stored_mail(db, real_envelopes, real_data_dir, sde_regions):
+    tracked = tracked_ids(real_envelopes)
+    stored = store_live(db, real_envelopes, tracked)
+    assert Killmail.select().where(Killmail.region_id.is_null(False)).count() == 0
+    universe.import_directory(db, real_data_dir / "universe")
+    result = enrich(db, None)
+    assert result.regions_filled == stored and result.region_names_filled == stored
+    assert not result.esi_errors and result.systems_fetched == 0  # no ESI asked
+    for kid, system, region, name, processed in Killmail.select(
+        Killmail.killmail_id,
+        Killmail.solar_system_id,
+        Killmail.region_id,
+        Killmail.region_name,
+        Killmail.processed_at,
+    ).tuples():
+        assert (region, name) == sde_regions[system], kid
+        assert processed > LONG_AGO  # the change marker moved
+    # Ship names from the SDE types where known; system names for all.
+    assert Killmail.select().where(Killmail.solar_system_name.is_null()).count() == 0
+    again = fill_from_tables(db)
+    assert again.rows_changed == 0  # nothing left to change: processed_at stays
+
+
+def test_names_and_regions_from_esi_each_id_asked_once(
+    db, real_envelopes, fake_server, esi_client, fake_data
+):
+    tracked = tracked_ids(real_envelopes)
+    stored = store_live(db, real_envelopes, tracked)
+    now = dt.datetime.now(dt.UTC)
+    TrackedCharacter.insert(
+        character_id=next(iter(tracked)),
+        corporation_id=next(iter(c for c, k in fake_data.entities.items() if k == "corporation")),
+        tracked_since=now,
+        updated_at=now,
+    ).execute()
+    result = enrich(db, esi_client)  # universe tables empty: systems come from ESI
+    assert not result.esi_errors
+    systems = {r[0] for r in Killmail.select(Killmail.solar_system_id).distinct().tuples()}
+    assert result.systems_fetched == len(systems)
+    assert len(fake_server.asked("/universe/systems/")) == len(systems)
+    assert result.regions_filled == stored
+    missing = Killmail.select().where(
+        Killmail.region_name.is_null()
+        | Killmail.solar_system_name.is_null()
+        | Killmail.related_character_name.is_null()
+    )
+    assert missing.count() == 0
+    unnamed_ships = Killmail.select().where(
+        Killmail.ship_type_name.is_null(), Killmail.ship_type_id.is_null(False)
+    )
+    known_types = set(fake_data.types)
+    for row in unnamed_ships:
+        assert row.ship_type_id not in known_types
+    row = Killmail.select().where(Killmail.related_character_id == next(iter(tracked))).first()
+    assert row.related_character_name == f"Character {row.related_character_id}"
+    character = TrackedCharacter.get()
+    assert character.character_name and character.corporation_name.startswith("Corporation ")
+    asked = [i for _, _, ids in fake_server.asked("/universe/names/") for i in ids]
+    # Bisection on unknown ids re-posts some ids; each id is resolved (cached) once.
+    assert EntityName.select().count() == len(set(asked))
+    fake_server.requests.clear()
+    second = enrich(db, esi_client)
+    assert fake_server.requests == []  # everything is cached, unknown ids too
+    assert second.rows_changed == 0
+    assert cached_names([30000142, row.related_character_id])[30000142] == "Jita"
+
+
+def test_esi_down_then_back(db, real_envelopes, fake_server, esi_client, real_data_dir):
+    envelopes = real_envelopes[:60]
+    tracked = tracked_ids(envelopes)
+    stored = store_live(db, envelopes, tracked)
+    universe.import_directory(db, real_data_dir / "universe")
+    fake_server.down = True
+    down = enrich(db, esi_client)
+    assert len(down.esi_errors) == 1 and "503" in down.esi_errors[0]
+    assert len(fake_server.requests) == 4  # one request and its 3 retries, then given up
+    assert down.regions_filled == stored  # the SDE part does not need ESI
+    assert Killmail.select().where(Killmail.related_character_name.is_null()).count() == stored
+    before = {r.id: r.processed_at for r in Killmail.select()}
+    fake_server.down = False
+    back = enrich(db, esi_client)
+    assert not back.esi_errors
+    assert back.character_names_filled == stored
+    assert Killmail.select().where(Killmail.related_character_name.is_null()).count() == 0
+    for row in Killmail.select():
+        assert row.processed_at > before[row.id]  # re-aggregation will pick them up
+
+
+def test_error_limited_esi_is_waited_for_not_failed(
+    db, real_envelopes, fake_server, esi_client, sleeps
+):
+    tracked = tracked_ids(real_envelopes[:5])
+    store_live(db, real_envelopes[:5], tracked)
+    fake_server.script(r"^/universe/names/", [(420, {"X-ESI-Error-Limit-Reset": "5"})])
+    fake_server.script(r"^/universe/systems/", [(429, {"Retry-After": "2"}), (502, {})])
+    result = enrich(db, esi_client)
+    assert not result.esi_errors
+    assert 5.0 in sleeps.waits and 2.0 in sleeps.waits
+    assert Killmail.select().where(Killmail.related_character_name.is_null()).count() == 0
+    assert Killmail.select().where(Killmail.region_id.is_null()).count() == 0
+
+
+def test_unknown_system_is_cached_and_not_asked_again(db, real_envelopes, fake_server, esi_client):
+    env = dict(real_envelopes[0])
+    env["esi"] = {**env["esi"], "solar_system_id": 39999999}
+    tracked = tracked_ids([env])
+    store_live(db, [env], tracked)
+    enrich(db, esi_client)
+    assert len(fake_server.asked("/universe/systems/39999999/")) == 1
+    assert UniverseSystem.select().count() == 0
+    enrich(db, esi_client)
+    assert len(fake_server.asked("/universe/systems/39999999/")) == 1
+    assert Killmail.get().region_id is None
+
+
+def test_enrich_inside_a_callers_transaction_keeps_it_open(db, real_envelopes, real_data_dir):
+    universe.import_directory(db, real_data_dir / "universe")
+    tracked = tracked_ids(real_envelopes[:3])
+    with db.atomic():
+        store_live(db, real_envelopes[:3], tracked)
+        result = enrich(db, None)
+        assert result.regions_filled == Killmail.select().count() > 0
+    assert not db.is_closed()
+    assert Killmail.select().where(Killmail.region_id.is_null()).count() == 0
+
+
+def test_scheduler_step(db, real_envelopes, fake_server, real_data_dir):
+    tracked = tracked_ids(real_envelopes[:5])
+    store_live(db, real_envelopes[:5], tracked)
+    universe.import_directory(db, real_data_dir / "universe")
+    offline = scheduler_step({"PERSISTENCE_ESI_ENRICHMENT": "false"})(db)
+    assert offline.regions_filled > 0 and fake_server.requests == []
+    online = scheduler_step({"ESI_BASE_URL": fake_server.url})(db)
+    assert online.names_fetched > 0 and online.character_names_filled > 0
+    with pytest.raises(ConfigError, match="^PERSISTENCE_ESI_ENRICHMENT"):
+        scheduler_step({"PERSISTENCE_ESI_ENRICHMENT": "maybe"})
+
+
+def test_row_filler_fills_rows_before_the_write(db, real_envelopes, real_data_dir, sde_regions):
+    tracked = tracked_ids(real_envelopes)
+    rows = [r for e in real_envelopes for r in involvement_rows(parse(e), tracked)]
+    filler = RowFiller(db, refresh=dt.timedelta(0))
+    filler(rows)  # no universe tables yet: nothing to fill, nothing breaks
+    assert all(r["region_id"] is None for r in rows)
+    universe.import_directory(db, real_data_dir / "universe")
+    filler(rows)
+    for row in rows:
+        assert (row["region_id"], row["region_name"]) == sde_regions[row["solar_system_id"]]
+        assert row["solar_system_name"]
+    assert sum(1 for r in rows if r["ship_type_name"]) > len(rows) // 2
+    write_rows(db, rows)
+    assert fill_from_tables(db).regions_filled == 0  # already complete when written

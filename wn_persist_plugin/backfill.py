@@ -1,0 +1,515 @@
+"""Importing past killmails: files, directories, EVE Ref archives and zKillboard history.
+
+Every source is read as a stream (constant memory): JSONL line by line, JSON arrays item
+by item (ijson), `.tar.bz2` archives member by member. Each mail goes through the same
+path as the live feed: `killmail.unwrap` + `participant_ids` to match the tracked set
+cheaply, `killmail.parse`, `involvement.involvement_rows`, `store.write_rows` (idempotent,
+so a backfill overlapping the live feed adds nothing twice; a later delivery with a value
+fills a missing value, never the reverse).
+
+Bad input never stops the run: good mails are stored, each bad one is reported with its
+file and line (or archive member, or killmail id), and `BackfillSummary.ok` is False.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import tarfile
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ijson
+from peewee import Database
+
+from . import killmail as km
+from .config import ConfigError
+from .database import connected
+from .enrichment import RowFiller
+from .esi import EsiClient, EsiError, EsiNotFound, EsiUnavailable
+from .involvement import involvement_rows
+from .models import BackfillCursor, TrackedCharacter
+from .store import write_rows
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ZKILL_HISTORY_URL = "https://r2z2.zkillboard.com/history"
+ROW_BATCH = 1000
+"""Rows buffered before one `write_rows` call (one transaction)."""
+MAX_PROBLEMS = 1000
+"""Problems kept for the report; more are counted (`malformed`) but not kept, so memory
+stays flat on a file of nothing but bad lines."""
+AGGREGATE_WAIT = 300.0
+"""Seconds to wait for a running statistics job before leaving the work to its next run."""
+ZKILL_CHUNK = 100
+"""Mails fetched from ESI between two cursor saves in a zKillboard history day."""
+
+SUFFIXES = (".jsonl", ".ndjson", ".json", ".tar.bz2", ".tbz2", ".tar.gz", ".tar")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One mail read from a source, or the reason it could not be read."""
+
+    source: str
+    where: str
+    envelope: Any = None
+    error: str | None = None
+
+
+@dataclass
+class BackfillSummary:
+    files: int = 0
+    mails_read: int = 0
+    matched: int = 0
+    rows_written: int = 0
+    without_value: int = 0
+    malformed: int = 0
+    days: int = 0
+    days_skipped: int = 0
+    problems: list[str] = field(default_factory=list)
+    """`file: line N: reason` (or member / killmail id) for each bad input (the first
+    MAX_PROBLEMS; `problems_dropped` counts the rest)."""
+    problems_dropped: int = 0
+    stopped: str | None = None
+    """Set when the run stopped early (e.g. ESI down during zKillboard history)."""
+    aggregated: bool = False
+    statistics: str | None = None
+    """What happened to the statistics at the end."""
+
+    def note(self, problem: str) -> None:
+        """Record one problem (logged; kept for the report up to MAX_PROBLEMS)."""
+        log.debug("backfill: %s", problem)
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(problem)
+        else:
+            self.problems_dropped += 1
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.stopped is None
+
+    def lines(self) -> list[str]:
+        out = [
+            f"files:          {self.files}",
+            f"mails read:     {self.mails_read}",
+            f"matched:        {self.matched}",
+            f"rows written:   {self.rows_written}",
+            f"without value:  {self.without_value}",
+            f"malformed:      {self.malformed}",
+        ]
+        if self.days or self.days_skipped:
+            out.append(f"history days:   {self.days} ({self.days_skipped} already done)")
+        if self.stopped:
+            out.append(f"stopped:        {self.stopped}")
+        if self.statistics:
+            out.append(f"statistics:     {self.statistics}")
+        return out
+
+
+# -- readers ------------------------------------------------------------------------------
+
+
+def read_jsonl(path: Path) -> Iterator[Item]:
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield Item(str(path), f"line {number}", json.loads(line))
+            except ValueError as exc:
+                yield Item(str(path), f"line {number}", error=f"not JSON ({exc})")
+
+
+def read_json(path: Path) -> Iterator[Item]:
+    """A JSON file holding one mail (object) or many (array), read item by item."""
+    with path.open("rb") as fh:
+        head = fh.read(64).lstrip()
+        fh.seek(0)
+        if not head.startswith(b"["):
+            try:
+                yield Item(str(path), "object", json.load(fh))
+            except ValueError as exc:
+                yield Item(str(path), "object", error=f"not JSON ({exc})")
+            return
+        index = 0
+        try:
+            for index, value in enumerate(ijson.items(fh, "item", use_float=True), start=1):
+                yield Item(str(path), f"item {index}", value)
+        except (ijson.JSONError, ijson.IncompleteJSONError, ValueError) as exc:
+            yield Item(str(path), f"after item {index}", error=f"not JSON ({exc})")
+
+
+def read_archive(path: Path) -> Iterator[Item]:
+    """A tar archive (EVE Ref `killmails-YYYY-MM-DD.tar.bz2`: one ESI JSON per member),
+    read member by member without unpacking. A truncated or corrupt archive yields the
+    mails before the damage, then one error naming the member where it broke."""
+    member_name = "(archive header)"
+    try:
+        with tarfile.open(path, mode="r|*") as archive:
+            for member in archive:
+                member_name = member.name
+                if not member.isfile() or not member.name.endswith(".json"):
+                    continue
+                handle = archive.extractfile(member)
+                if handle is None:
+                    continue
+                data = handle.read()
+                try:
+                    yield Item(str(path), member.name, json.loads(data))
+                except ValueError as exc:
+                    yield Item(str(path), member.name, error=f"not JSON ({exc})")
+                member_name = f"after {member.name}"
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        yield Item(str(path), member_name, error=f"archive broken ({type(exc).__name__}: {exc})")
+
+
+def _reader(path: Path) -> Callable[[Path], Iterator[Item]] | None:
+    name = path.name.lower()
+    if name.endswith((".jsonl", ".ndjson")):
+        return read_jsonl
+    if name.endswith(".json"):
+        return read_json
+    if name.endswith((".tar.bz2", ".tbz2", ".tar.gz", ".tar")):
+        return read_archive
+    return None
+
+
+def iter_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+    """The files named, and the readable files under directories (sorted, recursive)."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    candidate = Path(root) / name
+                    if _reader(candidate) is not None:
+                        yield candidate
+        else:
+            yield path
+
+
+# -- the pipeline -------------------------------------------------------------------------
+
+
+def tracked_set(extra: Iterable[int] = ()) -> tuple[set[int], dict[int, str | None]]:
+    """Tracked character ids (stored, `tracked` true, plus `extra`) and their names."""
+    names = dict(
+        TrackedCharacter.select(TrackedCharacter.character_id, TrackedCharacter.character_name)
+        .where(TrackedCharacter.tracked == True)  # noqa: E712 - peewee expression
+        .tuples()
+    )
+    ids = {int(i) for i in names} | {int(i) for i in extra}
+    return ids, names
+
+
+class Backfill:
+    """Feeds items through matching and the writer; buffers rows into batches."""
+
+    def __init__(
+        self,
+        db: Database,
+        tracked: Collection[int],
+        names: dict[int, str | None] | None = None,
+        *,
+        summary: BackfillSummary | None = None,
+        progress: Any = None,
+    ) -> None:
+        self.db = db
+        self.tracked = set(tracked)
+        self.names = names or {}
+        self.summary = summary or BackfillSummary()
+        self.progress = progress
+        self.fill = RowFiller(db)
+        self._rows: list[dict[str, Any]] = []
+
+    def problem(self, item: Item, reason: str) -> None:
+        self.summary.malformed += 1
+        self.summary.note(f"{item.source}: {item.where}: {reason}")
+
+    def feed(self, item: Item) -> None:
+        if item.error is not None:
+            self.problem(item, item.error)
+            return
+        self.summary.mails_read += 1
+        if self.progress is not None:
+            self.progress.update(1)
+        try:
+            envelope = km.unwrap(item.envelope)
+            victim, attackers = km.participant_ids(envelope)
+            if not (
+                (victim is not None and victim in self.tracked)
+                or not self.tracked.isdisjoint(attackers)
+            ):
+                return
+            mail = km.parse(envelope)
+        except km.MalformedKillmail as exc:
+            self.problem(item, str(exc))
+            return
+        rows = involvement_rows(mail, self.tracked, self.names.get)
+        if not rows:
+            return
+        self.summary.matched += 1
+        if mail.total_value is None:
+            self.summary.without_value += 1
+        self._rows.extend(rows)
+        if len(self._rows) >= ROW_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._rows:
+            return
+        rows, self._rows = self._rows, []
+        self.fill(rows)  # regions and names the universe tables know, before the write
+        result = write_rows(self.db, rows)
+        self.summary.rows_written += result.rows - len(result.failed)
+        for row, reason in result.failed:
+            self.summary.malformed += 1
+            self.summary.note(
+                f"killmail {row.get('killmail_id')} (character "
+                f"{row.get('related_character_id')}): not written: {reason}"
+            )
+
+
+def _progress_bar(enabled: bool, total: int | None = None, desc: str = "mails") -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="mail", desc=desc, disable=not enabled, leave=False)
+
+
+def _finish(
+    db: Database, summary: BackfillSummary, *, enrich: bool, aggregate: bool, esi: Any
+) -> None:
+    if enrich:
+        from .enrichment import enrich as run_enrichment
+
+        run_enrichment(db, esi)
+    if aggregate:
+        try:
+            from . import aggregation  # type: ignore[attr-defined]
+            from .joblock import JobBusy  # type: ignore[import-not-found]
+        except ImportError:
+            summary.statistics = "not updated (no aggregation module)"
+            return
+        try:
+            aggregation.aggregate(db, wait=AGGREGATE_WAIT)
+        except JobBusy:
+            # Another process holds the statistics job; its next run picks the new rows
+            # up through processed_at.
+            summary.statistics = "not updated now (statistics job busy); the next run will"
+            log.warning("backfill: %s", summary.statistics)
+            return
+        summary.aggregated = True
+        summary.statistics = "re-aggregated"
+
+
+def backfill_paths(
+    db: Database,
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    track: Iterable[int] = (),
+    progress: bool = False,
+    enrich: bool = True,
+    aggregate: bool = True,
+    esi: EsiClient | None = None,
+) -> BackfillSummary:
+    """Import every mail in `paths` (files, directories, archives) for the tracked set.
+
+    At the end regions/names are filled (`enrichment.enrich`, with ESI only when `esi` is
+    given) and the touched periods re-aggregated (incrementally, via `processed_at`).
+    """
+    with connected(db):
+        tracked, names = tracked_set(track)
+        if not tracked:
+            raise ConfigError("--track", "no tracked characters in the database and none given")
+        summary = BackfillSummary()
+        with _progress_bar(progress) as bar:
+            runner = Backfill(db, tracked, names, summary=summary, progress=bar)
+            for path in iter_files(paths):
+                reader = _reader(path)
+                if not path.is_file():
+                    runner.problem(Item(str(path), "file"), "no such file")
+                    continue
+                if reader is None:
+                    runner.problem(Item(str(path), "file"), "unknown file type")
+                    continue
+                summary.files += 1
+                for item in reader(path):
+                    runner.feed(item)
+            runner.flush()
+        _finish(db, summary, enrich=enrich, aggregate=aggregate, esi=esi)
+    return summary
+
+
+# -- zKillboard history -------------------------------------------------------------------
+
+
+def zkill_history_url(values: Mapping[str, str]) -> str:
+    """`ZKILL_HISTORY_URL` from raw settings (default zKillboard's), validated."""
+    base = (values.get("ZKILL_HISTORY_URL") or DEFAULT_ZKILL_HISTORY_URL).strip().rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise ConfigError("ZKILL_HISTORY_URL", f"{base!r} is not an http(s) URL")
+    return base
+
+
+def parse_day_range(text: str) -> tuple[dt.date, dt.date]:
+    """`FROM..TO` (inclusive) with days as `YYYY-MM-DD` or `YYYYMMDD`; a single day too."""
+
+    def day(part: str) -> dt.date:
+        part = part.strip()
+        try:
+            if len(part) == 8 and part.isdigit():
+                return dt.date(int(part[:4]), int(part[4:6]), int(part[6:]))
+            return dt.date.fromisoformat(part)
+        except ValueError:
+            raise ConfigError("--zkill-history", f"{part!r} is not a day (YYYY-MM-DD)") from None
+
+    first, sep, last = text.partition("..")
+    start = day(first)
+    end = day(last) if sep else start
+    if end < start:
+        raise ConfigError("--zkill-history", f"{text!r}: the range ends before it starts")
+    return start, end
+
+
+def _cursor(source: str) -> BackfillCursor | None:
+    return BackfillCursor.get_or_none(BackfillCursor.source == source)
+
+
+def _save_cursor(source: str, position: int | None, done: bool) -> None:
+    BackfillCursor.insert(
+        source=source,
+        position=None if position is None else str(position),
+        done=done,
+        updated_at=dt.datetime.now(dt.UTC),
+    ).on_conflict(
+        conflict_target=[BackfillCursor.source],
+        preserve=[BackfillCursor.position, BackfillCursor.done, BackfillCursor.updated_at],
+    ).execute()
+
+
+def _fetch(esi: EsiClient, killmail_id: int, hash_: str) -> tuple[int, str, Any]:
+    try:
+        return killmail_id, hash_, esi.killmail(killmail_id, hash_)
+    except EsiNotFound:
+        return killmail_id, hash_, None
+    except EsiError as exc:
+        if exc.status == 422:  # ESI: "Invalid killmail_id and/or killmail_hash"
+            return killmail_id, hash_, None
+        raise
+
+
+def backfill_zkill_history(
+    db: Database,
+    start: dt.date,
+    end: dt.date,
+    *,
+    esi: EsiClient,
+    history: EsiClient,
+    track: Iterable[int] = (),
+    workers: int = 4,
+    progress: bool = False,
+    enrich: bool = True,
+    enrich_from_esi: bool = False,
+    aggregate: bool = True,
+) -> BackfillSummary:
+    """zKillboard history, day by day: `{history}/YYYYMMDD.json` (killmail_id -> hash),
+    then every mail from ESI `/killmails/{id}/{hash}/` (`workers` at a time, under ESI's
+    limits). Resumable: each day's position is saved in `backfill_cursors` after the rows
+    before it are written; finished days are skipped. ESI or zKillboard down stops the run
+    cleanly (`summary.stopped`); run again to resume."""
+    summary = BackfillSummary()
+    with connected(db):
+        tracked, names = tracked_set(track)
+        if not tracked:
+            raise ConfigError("--track", "no tracked characters in the database and none given")
+        runner = Backfill(db, tracked, names, summary=summary)
+        day = start
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            while day <= end and summary.stopped is None:
+                _history_day(runner, day, esi, history, pool, progress)
+                day += dt.timedelta(days=1)
+        runner.flush()
+        _finish(
+            db, summary, enrich=enrich, aggregate=aggregate, esi=esi if enrich_from_esi else None
+        )
+    return summary
+
+
+def _history_day(
+    runner: Backfill,
+    day: dt.date,
+    esi: EsiClient,
+    history: EsiClient,
+    pool: ThreadPoolExecutor,
+    progress: bool,
+) -> None:
+    summary = runner.summary
+    stamp = f"{day:%Y%m%d}"
+    source = f"zkill-history:{stamp}"
+    cursor = _cursor(source)
+    if cursor is not None and cursor.done:
+        summary.days_skipped += 1
+        return
+    try:
+        index = history.request("GET", f"/{stamp}.json")
+    except EsiNotFound:
+        summary.note(f"zKillboard history {stamp}: not found (404)")
+        return
+    except EsiError as exc:
+        summary.stopped = f"zKillboard history {stamp}: {exc}; run again to resume"
+        return
+    if not isinstance(index, dict):
+        summary.note(f"zKillboard history {stamp}: not a killmail_id -> hash map")
+        return
+    pairs: list[tuple[int, str]] = []
+    for raw_id, hash_ in index.items():
+        try:
+            pairs.append((int(raw_id), str(hash_)))
+        except ValueError:
+            summary.note(f"zKillboard history {stamp}: bad killmail id {raw_id!r}")
+    del index
+    pairs.sort()
+    after = int(cursor.position) if cursor is not None and cursor.position else None
+    if after is not None:
+        pairs = [p for p in pairs if p[0] > after]
+    summary.days += 1
+    where = f"zkill history {stamp}"
+    with _progress_bar(progress, total=len(pairs), desc=stamp) as bar:
+        runner.progress = bar
+        try:
+            for begin in range(0, len(pairs), ZKILL_CHUNK):
+                chunk = pairs[begin : begin + ZKILL_CHUNK]
+                try:
+                    fetched = list(pool.map(lambda p: _fetch(esi, *p), chunk))
+                except EsiUnavailable as exc:
+                    summary.stopped = f"ESI unavailable ({exc}); run again to resume"
+                    runner.flush()
+                    return
+                except EsiError as exc:
+                    summary.stopped = f"ESI error ({exc}); run again to resume"
+                    runner.flush()
+                    return
+                for killmail_id, hash_, body in fetched:
+                    item = Item(where, f"killmail {killmail_id}")
+                    if body is None:
+                        runner.problem(item, "ESI has no such killmail/hash (404/422)")
+                        continue
+                    runner.feed(
+                        Item(
+                            where,
+                            item.where,
+                            {"killmail_id": killmail_id, "hash": hash_, "esi": body},
+                        )
+                    )
+                runner.flush()
+                _save_cursor(source, chunk[-1][0], False)
+        finally:
+            runner.progress = None
+    _save_cursor(source, pairs[-1][0] if pairs else after, True)

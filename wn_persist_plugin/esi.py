@@ -1,0 +1,226 @@
+"""A small client for the ESI endpoints enrichment and backfill use.
+
+Universe (`/universe/systems/{id}/`, `/universe/constellations/{id}/`,
+`/universe/regions/{id}/`), bulk names (`POST /universe/names/`, up to 1,000 ids a call)
+and killmails (`/killmails/{id}/{hash}/`).
+
+ESI's own limits are obeyed: the error limit (`X-ESI-Error-Limit-Remain` / `-Reset`: when
+few errors remain, wait for the window to reset; a 420 means the limit was hit), 429 with
+`Retry-After`, 5xx and timeouts retried with exponential backoff. A wait longer than
+`max_wait`, or retries used up, raise `EsiUnavailable`: callers treat ESI as down and try
+again later; nothing waits forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from . import __version__
+from .config import ConfigError, parse_int
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://esi.evetech.net/latest"
+NAMES_BATCH = 1000
+"""ESI's `POST /universe/names/` takes at most 1,000 ids."""
+ERROR_LIMIT_FLOOR = 10
+"""When ESI says this few errors remain in its window, wait for the window to reset."""
+
+
+class EsiError(Exception):
+    """ESI answered with an error that retrying will not fix."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class EsiNotFound(EsiError):
+    """404: the id (or id/hash pair) does not exist."""
+
+
+class EsiUnavailable(EsiError):
+    """ESI is down, too slow, or asks us to wait longer than we are willing to."""
+
+
+@dataclass(frozen=True)
+class EsiSettings:
+    base_url: str = DEFAULT_BASE_URL
+    timeout: float = 10.0
+    max_retries: int = 4
+    max_wait: float = 120.0
+    """Longest single wait (error-limit reset, Retry-After) before giving up as unavailable."""
+
+
+def esi_settings(values: Mapping[str, str]) -> EsiSettings:
+    """ESI settings from raw values (`Settings.extra`): ESI_BASE_URL, ESI_TIMEOUT,
+    ESI_MAX_RETRIES, ESI_MAX_WAIT. Raises `ConfigError` naming the variable."""
+    base = (values.get("ESI_BASE_URL") or DEFAULT_BASE_URL).strip().rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise ConfigError("ESI_BASE_URL", f"{base!r} is not an http(s) URL")
+    return EsiSettings(
+        base_url=base,
+        timeout=parse_int("ESI_TIMEOUT", values.get("ESI_TIMEOUT") or "10", 1, 600),
+        max_retries=parse_int("ESI_MAX_RETRIES", values.get("ESI_MAX_RETRIES") or "4", 0, 100),
+        max_wait=parse_int("ESI_MAX_WAIT", values.get("ESI_MAX_WAIT") or "120", 0, 3600),
+    )
+
+
+@dataclass
+class NamesResult:
+    names: dict[int, tuple[str, str]] = field(default_factory=dict)
+    """id -> (name, category) for the ids ESI resolved."""
+    unknown: set[int] = field(default_factory=set)
+    """Ids ESI does not know (it answered 404 for them alone)."""
+
+
+def _float_header(headers: Mapping[str, str], name: str) -> float | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+class EsiClient:
+    """Thread-safe ESI client (one `requests.Session`, shared error-limit state)."""
+
+    def __init__(
+        self,
+        settings: EsiSettings | None = None,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        backoff: float = 1.0,
+    ) -> None:
+        self.settings = settings or EsiSettings()
+        self.session = session or requests.Session()
+        self.session.headers.setdefault("User-Agent", f"wn-persist/{__version__}")
+        self.session.headers["Accept"] = "application/json"
+        self._sleep = sleep
+        self._backoff = backoff
+        self._lock = threading.Lock()
+        self._errors_remain: float | None = None
+        self._reset_at: float | None = None
+
+    # -- transport ---------------------------------------------------------------------
+
+    def _wait(self, seconds: float, why: str) -> None:
+        if seconds > self.settings.max_wait:
+            raise EsiUnavailable(f"ESI asks to wait {seconds:.0f} s ({why}); giving up for now")
+        log.info("ESI: waiting %.1f s (%s)", seconds, why)
+        self._sleep(max(0.0, seconds))
+
+    def _respect_error_limit(self) -> None:
+        with self._lock:
+            remain, reset_at = self._errors_remain, self._reset_at
+        if remain is not None and remain <= ERROR_LIMIT_FLOOR and reset_at is not None:
+            wait = reset_at - time.monotonic()
+            if wait > 0:
+                self._wait(wait, f"error limit: {remain:.0f} errors left")
+            with self._lock:
+                self._errors_remain = None
+
+    def _note_error_limit(self, headers: Mapping[str, str]) -> None:
+        remain = _float_header(headers, "X-ESI-Error-Limit-Remain")
+        reset = _float_header(headers, "X-ESI-Error-Limit-Reset")
+        if remain is None:
+            return
+        with self._lock:
+            self._errors_remain = remain
+            self._reset_at = time.monotonic() + (reset if reset is not None else 60.0)
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        """Send one request with ESI's limits and retries; return the decoded JSON."""
+        url = self.settings.base_url + path
+        last = "no attempt made"
+        for attempt in range(self.settings.max_retries + 1):
+            self._respect_error_limit()
+            try:
+                response = self.session.request(
+                    method, url, json=body, timeout=self.settings.timeout
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                if attempt < self.settings.max_retries:
+                    self._wait(self._backoff * 2**attempt, last)
+                continue
+            headers = response.headers
+            self._note_error_limit(headers)
+            status = response.status_code
+            if status == 200:
+                try:
+                    return response.json()
+                except ValueError:
+                    last = "200 with a body that is not JSON"
+            elif status == 404:
+                raise EsiNotFound(f"{method} {path}: 404", 404)
+            elif status == 420:
+                last = "420 error limited"
+                reset = _float_header(headers, "X-ESI-Error-Limit-Reset")
+                self._wait(60.0 if reset is None else reset, last)
+                with self._lock:
+                    self._errors_remain = None  # the window has reset while we waited
+                continue
+            elif status == 429:
+                last = "429 too many requests"
+                retry_after = _float_header(headers, "Retry-After")
+                self._wait(self._backoff * 2**attempt if retry_after is None else retry_after, last)
+                continue
+            elif status >= 500:
+                last = f"{status} server error"
+            else:
+                raise EsiError(f"{method} {path}: {status} {response.text[:200]}", status)
+            if attempt < self.settings.max_retries:
+                self._wait(self._backoff * 2**attempt, last)
+        raise EsiUnavailable(
+            f"{method} {path}: {last} (after {self.settings.max_retries + 1} tries)"
+        )
+
+    # -- endpoints ---------------------------------------------------------------------
+
+    def system(self, system_id: int) -> dict[str, Any]:
+        return self.request("GET", f"/universe/systems/{int(system_id)}/")
+
+    def constellation(self, constellation_id: int) -> dict[str, Any]:
+        return self.request("GET", f"/universe/constellations/{int(constellation_id)}/")
+
+    def region(self, region_id: int) -> dict[str, Any]:
+        return self.request("GET", f"/universe/regions/{int(region_id)}/")
+
+    def killmail(self, killmail_id: int, hash_: str) -> dict[str, Any]:
+        return self.request("GET", f"/killmails/{int(killmail_id)}/{hash_}/")
+
+    def names(self, ids: Iterable[int]) -> NamesResult:
+        """Resolve ids in batches of 1,000. ESI answers 404 for a whole batch when one id
+        is unknown; such a batch is split in halves until the unknown ids are isolated."""
+        unique = sorted({int(i) for i in ids})
+        result = NamesResult()
+        for start in range(0, len(unique), NAMES_BATCH):
+            self._names_batch(unique[start : start + NAMES_BATCH], result)
+        return result
+
+    def _names_batch(self, ids: list[int], result: NamesResult) -> None:
+        try:
+            answer = self.request("POST", "/universe/names/", ids)
+        except EsiNotFound:
+            if len(ids) == 1:
+                result.unknown.add(ids[0])
+                return
+            middle = len(ids) // 2
+            self._names_batch(ids[:middle], result)
+            self._names_batch(ids[middle:], result)
+            return
+        for entry in answer:
+            result.names[int(entry["id"])] = (str(entry["name"]), str(entry["category"]))
+        # An id ESI silently left out is unknown too.
+        result.unknown.update(i for i in ids if i not in result.names)
