@@ -5,11 +5,20 @@ from __future__ import annotations
 
 from test_pipeline import Host, sample_characters
 
+from wn_persist_plugin import universe
 from wn_persist_plugin.models import Killmail, KillmailStatistics
 
+UNKNOWN_REGION = "unknown"
 
-def test_scheduler_lives_with_the_plugin_and_aggregates_stored_mails(db_url, db, real_envelopes):
-    host = Host(db_url, PERSISTENCE_AGGREGATION_SCHEDULE="0 3 * * *")
+
+def test_scheduler_lives_with_the_plugin_and_aggregates_stored_mails(
+    db_url, db, real_envelopes, real_data_dir
+):
+    # Regions come from the SDE tables on the write path; ESI stays off (no network here).
+    universe.import_directory(db, real_data_dir / "universe")
+    host = Host(
+        db_url, PERSISTENCE_AGGREGATION_SCHEDULE="0 3 * * *", PERSISTENCE_ESI_ENRICHMENT="false"
+    )
     scheduler = host.plugin._scheduler
     try:
         assert scheduler is not None and scheduler.running
@@ -26,6 +35,12 @@ def test_scheduler_lives_with_the_plugin_and_aggregates_stored_mails(db_url, db,
         }
         daily = KillmailStatistics.select().where(KillmailStatistics.period_type == "daily")
         assert {s.character_id for s in daily} == characters
+        # every stored mail got its region from the universe tables as it was written ...
+        missing = Killmail.select(Killmail.solar_system_id).where(Killmail.region_id.is_null())
+        assert not missing.exists(), sorted({r.solar_system_id for r in missing})[:10]
+        # ... so region activity names real regions only
+        monthly = KillmailStatistics.select().where(KillmailStatistics.period_type == "monthly")
+        assert all(UNKNOWN_REGION not in s.region_activity for s in monthly)
     finally:
         host.stop()
     assert host.plugin._scheduler is None and not scheduler.running

@@ -120,8 +120,9 @@ def db_status(app: AppContext) -> None:
     for name, value in lines:
         click.echo(f"{name + ':':<20} {value}")
     click.echo("rows:")
+    width = max(map(len, status.row_counts), default=0) + 1
     for table, count in status.row_counts.items():
-        click.echo(f"  {table:<22} {'(no table)' if count is None else count}")
+        click.echo(f"  {table:<{width}} {'(no table)' if count is None else count}")
 
 
 # === statistics: aggregate, prune, stats (issue 4) ========================================

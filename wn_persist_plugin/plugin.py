@@ -31,7 +31,7 @@ from typing import Any
 
 from peewee import Database, InterfaceError, OperationalError
 
-from . import migrator
+from . import enrichment, migrator
 from .config import Settings, load_settings
 from .database import open_database
 from .hookspecs import hookimpl
@@ -127,11 +127,13 @@ class PersistencePlugin:
         if not settings.enable_persistence:
             log.info("wn-persist: persistence disabled (ENABLE_PERSISTENCE is false)")
             return
+        # Before anything starts: a bad ESI setting stops startup here (ConfigError).
+        statistics_steps = [enrichment.scheduler_step(settings.extra)]
         db = open_database(settings)
         self.db = db
-        # HOOK POINT (region enrichment): pass `enrich=<callable(rows)>` to fill
-        # region_id / region_name on the writer thread before rows are written.
-        writer = Writer(db, writer_settings)
+        # Regions and names known from the universe tables go into rows as they are
+        # written; the rest is filled by the scheduled enrichment step (never on this path).
+        writer = Writer(db, writer_settings, enrich=enrichment.RowFiller(db))
         try:
             self._prepare(db)
         except (OperationalError, InterfaceError) as exc:
@@ -145,17 +147,13 @@ class PersistencePlugin:
         finally:
             _close_quietly(db)
         self._writer = writer.start()
-        self._scheduler = Scheduler(settings, db, before_aggregation=self._statistics_steps())
+        self._scheduler = Scheduler(settings, db, before_aggregation=statistics_steps)
         self._scheduler.start()
         log.info(
             "wn-persist: storing killmails of %d tracked characters in %s",
             len(self._tracked),
             settings.masked_database_url,
         )
-
-    def _statistics_steps(self) -> list[Any]:
-        """Steps the scheduler runs before each aggregation."""
-        return []
 
     @hookimpl
     def on_tracked_characters_updated(self, characters: Iterable[Mapping[str, Any]]) -> None:
