@@ -437,5 +437,38 @@ def backfill(
 # --- end of universe, enrichment and backfill commands -----------------------------------
 
 
+# --- `wn-persist run`: the standalone host (host.py) --------------------------------------
+
+
+@main.command()
+@click.option(
+    "--track",
+    "track",
+    multiple=True,
+    metavar="ID",
+    help="Track this EVE character id (repeatable; added to TRACKED_CHARACTER_IDS).",
+)
+@pass_app
+def run(app: AppContext, track: tuple[str, ...]) -> None:
+    """Follow zKillboard's R2Z2 feed and keep the killmails of tracked characters.
+
+    Tracked characters come from the Wanderer map API (MAP_URL, MAP_NAME, MAP_API_KEY)
+    and/or TRACKED_CHARACTER_IDS / --track. Stops cleanly on SIGINT / SIGTERM.
+    """
+    from .host import Host, host_settings
+
+    try:
+        options = host_settings(app.settings, track)
+    except ConfigError as exc:
+        fail(str(exc))
+    host = Host(app.settings, options)
+    host.install_signal_handlers()
+    result = host.run()
+    sys.exit(result.exit_code)
+
+
+# --- end of `wn-persist run` ---------------------------------------------------------------
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -227,6 +227,18 @@ UNIVERSE_MODELS: tuple[type[BaseModel], ...] = (
 
 # --- end of universe block -----------------------------------------------------------------
 
+
+class FeedState(BaseModel):
+    """The standalone host's own state, key -> value (e.g. `r2z2.last_sequence`)."""
+
+    key = CharField(max_length=64, primary_key=True)
+    value = TextField()
+    updated_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "feed_state"
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     TrackedCharacter,
     Killmail,
@@ -235,4 +247,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     StatisticsRetention,
     StatisticsDeletion,
     *UNIVERSE_MODELS,
+    FeedState,
 )

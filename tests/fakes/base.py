@@ -1,0 +1,119 @@
+"""A real HTTP server on 127.0.0.1 in a background thread, with scripted faults and a
+request log (server-side timestamps)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Request:
+    at: float
+    """time.monotonic() when the server started handling it."""
+    path: str
+    status: int
+    headers: dict[str, str]
+
+
+class FakeServer:
+    """Subclasses implement `respond(path, headers) -> (status, body, extra_headers)`.
+
+    Faults: `fail(path, *faults)` queues faults served (one per request) before the normal
+    answer: "500" / "503" / any status, "garbage" (200 with a body that is not JSON),
+    "429:N" (429 with `Retry-After: N`), "timeout:S" (answer only after S seconds),
+    "close" (drop the connection without an answer). Path "*" matches every request.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[Request] = []
+        self.faults: dict[str, deque[str]] = defaultdict(deque)
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                server._handle(self)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> FakeServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def fail(self, path: str, *faults: str) -> None:
+        with self.lock:
+            self.faults[path].extend(faults)
+
+    def _next_fault(self, path: str) -> str | None:
+        with self.lock:
+            for key in (path, "*"):
+                if self.faults.get(key):
+                    return self.faults[key].popleft()
+        return None
+
+    def respond(self, path: str, headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        raise NotImplementedError
+
+    def paths(self, status: int | None = None) -> list[str]:
+        with self.lock:
+            return [r.path for r in self.requests if status is None or r.status == status]
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        at = time.monotonic()
+        path = handler.path.split("?", 1)[0]
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        fault = self._next_fault(path)
+        extra: dict[str, str] = {}
+        if fault is None:
+            status, body, extra = self.respond(path, headers)
+            raw = json.dumps(body).encode() if body is not None else b""
+        elif fault == "garbage":
+            status, raw = 200, b'{"killmail_id": 12, "esi": {trunc'
+        elif fault.startswith("429"):
+            status, raw = 429, b"rate limited"
+            extra = {"Retry-After": fault.split(":", 1)[1]} if ":" in fault else {}
+        elif fault.startswith("timeout"):
+            time.sleep(float(fault.split(":", 1)[1]))
+            status, body, extra = self.respond(path, headers)
+            raw = json.dumps(body).encode() if body is not None else b""
+        elif fault == "close":
+            with self.lock:
+                self.requests.append(Request(at, path, 0, headers))
+            handler.close_connection = True
+            return
+        else:
+            status, raw = int(fault), b"server error"
+        with self.lock:
+            self.requests.append(Request(at, path, status, headers))
+        try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(raw)))
+            for key, value in extra.items():
+                handler.send_header(key, value)
+            handler.end_headers()
+            handler.wfile.write(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            pass

@@ -1,0 +1,295 @@
+"""Client for zKillboard's R2Z2 feed: `sequence.json`, then each sequence in turn.
+
+Protocol (see docs/standalone.md): `GET {base}/ephemeral/sequence.json` gives the latest
+sequence; `GET {base}/ephemeral/{N}.json` one killmail object. 404 = not published yet:
+wait (about 6 s) and ask for the same N again. 429 carries `Retry-After`. Every request
+to the feed goes through one limiter that spaces them evenly (GCRA with a burst of one,
+from pyrate-limiter), so no one-second window ever holds more than the configured rate.
+
+Failures (5xx, timeouts, connection errors, a body that is not a JSON object) are logged
+and retried with exponential backoff; nothing here raises into the caller. Waits end
+early when the caller's stop event is set.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from pyrate_limiter import Duration, Limiter, Rate, SingleBucketFactory, StateBucket
+
+from . import __version__
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://r2z2.zkillboard.com"
+MAX_REQUESTS_PER_SECOND = 20
+"""zKillboard's published limit per IP."""
+
+
+def user_agent(contact: str | None = None) -> str:
+    """The User-Agent sent to zKillboard and the map API; `contact` (an e-mail or URL,
+    from `USER_AGENT_CONTACT`) lets zKillboard reach the operator."""
+    about = "killmail history for WandererNotifier groups"
+    if contact:
+        about += f"; {contact}"
+    return f"wn-persist/{__version__} ({about}) python-requests/{requests.__version__}"
+
+
+def make_limiter(requests_per_second: int) -> Limiter:
+    """A limiter admitting one request every 1/rate seconds, never two at once (burst 1)."""
+    bucket = StateBucket([Rate(requests_per_second, Duration.SECOND, burst=1)])
+    # No leak thread: a GCRA state bucket has nothing to leak. buffer_ms=1 absorbs the
+    # millisecond rounding of the bucket clock.
+    return Limiter(SingleBucketFactory(bucket, schedule_leak=False), buffer_ms=1)
+
+
+def retry_after_seconds(value: str | None, default: float, cap: float) -> float:
+    """Seconds to wait from a `Retry-After` header (seconds or an HTTP date)."""
+    if not value:
+        return default
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return default
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        seconds = parsed.timestamp() - time.time()
+    return min(max(seconds, 0.0), cap)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One HTTP attempt: `kind` is ok, not_found, rate_limited or error."""
+
+    kind: str
+    data: Any = None
+    wait: float = 0.0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A killmail object from the feed. `sequence` may be past the one asked for when
+    the feed no longer holds the ones in between (`skipped` of them)."""
+
+    sequence: int
+    envelope: Mapping[str, Any]
+    skipped: int = 0
+
+
+@dataclass
+class FeedCounters:
+    requests: int = 0
+    not_found: int = 0
+    rate_limited: int = 0
+    errors: int = 0
+    skipped_sequences: int = 0
+
+
+class R2Z2Client:
+    """Polls the R2Z2 feed politely. Thread-safe for one caller at a time."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        requests_per_second: int = 19,
+        timeout: float = 10.0,
+        not_found_wait: float = 6.0,
+        max_backoff: float = 60.0,
+        gap_confirmations: int = 3,
+        bad_body_limit: int = 5,
+        session: requests.Session | None = None,
+        contact: str | None = None,
+        sleep: Callable[[threading.Event, float], bool] | None = None,
+    ) -> None:
+        if not 1 <= requests_per_second <= MAX_REQUESTS_PER_SECOND:
+            raise ValueError(f"requests_per_second must be 1..{MAX_REQUESTS_PER_SECOND}")
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.not_found_wait = not_found_wait
+        self.max_backoff = max_backoff
+        self.gap_confirmations = gap_confirmations
+        self.bad_body_limit = bad_body_limit
+        self.limiter = make_limiter(requests_per_second)
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = user_agent(contact)
+        self.session.headers["Accept"] = "application/json"
+        self.counters = FeedCounters()
+        self.latest: int | None = None
+        """The latest sequence the feed reported, when known."""
+        self._wait = sleep or (lambda stop, seconds: stop.wait(seconds))
+
+    # -- one attempt -------------------------------------------------------------------
+
+    def _get(self, path: str) -> Outcome:
+        self.limiter.try_acquire("r2z2")
+        self.counters.requests += 1
+        url = f"{self.base_url}{path}"
+        try:
+            response = self.session.get(url, timeout=self.timeout)
+        except requests.Timeout:
+            return Outcome("error", reason=f"timed out after {self.timeout:g} s")
+        except requests.RequestException as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            return Outcome("error", reason=f"{type(exc).__name__}: {first}"[:300])
+        with response:
+            if response.status_code == 404:
+                return Outcome("not_found")
+            if response.status_code == 429:
+                wait = retry_after_seconds(
+                    response.headers.get("Retry-After"), default=10.0, cap=600.0
+                )
+                return Outcome("rate_limited", wait=wait, reason="HTTP 429")
+            if response.status_code != 200:
+                return Outcome("error", reason=f"HTTP {response.status_code}")
+            try:
+                data = response.json()
+            except ValueError:
+                return Outcome("error", reason="body is not JSON", data="bad_body")
+        if not isinstance(data, dict):
+            return Outcome("error", reason="body is not a JSON object", data="bad_body")
+        return Outcome("ok", data=data)
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.max_backoff, 2.0 ** min(attempt, 16) * 0.5)
+
+    # -- sequence.json -----------------------------------------------------------------
+
+    def latest_sequence(self, stop: threading.Event) -> int | None:
+        """The feed's latest sequence; retries until it has one. None when stopped."""
+        attempt = 0
+        while not stop.is_set():
+            outcome = self._get("/ephemeral/sequence.json")
+            if outcome.kind == "ok":
+                value = outcome.data.get("sequence")
+                if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                    self.latest = value
+                    return value
+                outcome = Outcome("error", reason=f"no usable 'sequence' in {outcome.data!r}"[:200])
+            wait = self._wait_for(outcome, attempt, "sequence.json")
+            attempt += 1
+            if self._wait(stop, wait):
+                return None
+        return None
+
+    def peek_latest(self) -> int | None:
+        """One attempt at the latest sequence (for lag figures); None when it failed."""
+        outcome = self._get("/ephemeral/sequence.json")
+        value = outcome.data.get("sequence") if outcome.kind == "ok" else None
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            self.latest = value
+            return value
+        log.debug("R2Z2 sequence.json: %s", outcome.reason or outcome.kind)
+        return None
+
+    def _wait_for(self, outcome: Outcome, attempt: int, what: str) -> float:
+        if outcome.kind == "rate_limited":
+            self.counters.rate_limited += 1
+            log.warning("R2Z2 %s: rate limited (429); waiting %.1f s", what, outcome.wait)
+            return outcome.wait
+        if outcome.kind == "not_found":
+            self.counters.not_found += 1
+            return self.not_found_wait
+        self.counters.errors += 1
+        wait = self._backoff(attempt)
+        log.warning(
+            "R2Z2 %s at %s: %s; retrying in %.1f s", what, self.base_url, outcome.reason, wait
+        )
+        return wait
+
+    # -- one sequence ------------------------------------------------------------------
+
+    def next_mail(self, sequence: int, stop: threading.Event) -> Delivery | None:
+        """The object at `sequence`, waiting for it to be published; None when stopped.
+
+        When `sequence` stays missing while the feed has moved past it (expired after a
+        long stop, or never published), the first later sequence the feed still holds is
+        returned instead and the gap is logged.
+        """
+        attempt = 0
+        bad_bodies = 0
+        missing = 0
+        while not stop.is_set():
+            outcome = self._get(f"/ephemeral/{sequence}.json")
+            if outcome.kind == "ok":
+                return Delivery(sequence, outcome.data)
+            if outcome.data == "bad_body":
+                bad_bodies += 1
+                if bad_bodies >= self.bad_body_limit:
+                    self.counters.errors += 1
+                    self.counters.skipped_sequences += 1
+                    log.error(
+                        "R2Z2 sequence %d: unusable body %d times (%s); skipped",
+                        sequence,
+                        bad_bodies,
+                        outcome.reason,
+                    )
+                    return self._after_skip(sequence, stop)
+            if outcome.kind == "not_found":
+                missing += 1
+                if missing >= self.gap_confirmations:
+                    found = self._past_gap(sequence, stop)
+                    if found is not None:
+                        return found
+            wait = self._wait_for(outcome, attempt, f"sequence {sequence}")
+            if outcome.kind == "error":
+                attempt += 1
+            elif outcome.kind == "not_found":
+                log.debug("R2Z2 sequence %d not published yet; waiting %.1f s", sequence, wait)
+            if self._wait(stop, wait):
+                return None
+        return None
+
+    def _after_skip(self, sequence: int, stop: threading.Event) -> Delivery | None:
+        delivery = self.next_mail(sequence + 1, stop)
+        if delivery is None:
+            return None
+        return Delivery(delivery.sequence, delivery.envelope, delivery.skipped + 1)
+
+    def _past_gap(self, sequence: int, stop: threading.Event) -> Delivery | None:
+        """When the feed is past `sequence`, the first later object it still holds."""
+        latest = self.latest_sequence(stop)
+        if latest is None or latest <= sequence:
+            return None
+        # Objects expire oldest first: find the first available one in (sequence, latest]
+        # by bisection, checking the very next sequence first (a single hole).
+        low, high = sequence + 1, latest
+        first: Delivery | None = None
+        probe = low
+        while low <= high and not stop.is_set():
+            outcome = self._get(f"/ephemeral/{probe}.json")
+            if outcome.kind == "ok":
+                first = Delivery(probe, outcome.data)
+                high = probe - 1
+            elif outcome.kind == "not_found":
+                low = probe + 1
+            else:
+                return None  # errors: let the caller retry the whole thing later
+            probe = (low + high) // 2
+        if first is None:
+            return None
+        skipped = first.sequence - sequence
+        self.counters.skipped_sequences += skipped
+        log.warning(
+            "R2Z2 sequences %d..%d are not on the feed (expired or never published) while it "
+            "is at %d; %d skipped, resuming at %d",
+            sequence,
+            first.sequence - 1,
+            latest,
+            skipped,
+            first.sequence,
+        )
+        return Delivery(first.sequence, first.envelope, skipped)

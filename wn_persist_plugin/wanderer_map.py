@@ -1,0 +1,106 @@
+"""Client for the Wanderer map API: the characters a map tracks.
+
+`GET {MAP_URL}/api/maps/{slug}/tracked-characters` with `Authorization: Bearer {key}`
+returns `{"data": [{"tracked": true, "character": {"eve_id": "2123019188", ...}}, ...]}`.
+Only entries with `tracked: true` count; EVE ids arrive as strings and are compared as
+integers. The API key is never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from .r2z2 import user_agent
+
+log = logging.getLogger(__name__)
+
+
+class MapUnavailable(Exception):
+    """The map API gave no usable answer this time (the reason is safe to log)."""
+
+
+@dataclass(frozen=True)
+class TrackedList:
+    """The map's tracked characters: the entries as the map sent them, and their ids."""
+
+    entries: tuple[Mapping[str, Any], ...]
+    ids: frozenset[int]
+
+
+def _eve_id(entry: Any) -> int | None:
+    if not isinstance(entry, Mapping) or entry.get("tracked") is not True:
+        return None
+    character = entry.get("character")
+    if not isinstance(character, Mapping):
+        return None
+    raw = character.get("eve_id")
+    if isinstance(raw, bool):
+        return None
+    try:
+        value = int(str(raw).strip())
+    except (TypeError, ValueError):
+        return None
+    return value if value > 0 else None
+
+
+def tracked_from_payload(payload: Any) -> TrackedList:
+    """The tracked entries of a map API answer; raises MapUnavailable when it has no
+    `data` list (an answer we cannot read must not empty the tracked list)."""
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("data"), list):
+        raise MapUnavailable("answer has no 'data' list")
+    entries: dict[int, Mapping[str, Any]] = {}
+    for entry in payload["data"]:
+        eve_id = _eve_id(entry)
+        if eve_id is not None:
+            entries.setdefault(eve_id, entry)
+    ordered = tuple(entries[k] for k in sorted(entries))
+    return TrackedList(entries=ordered, ids=frozenset(entries))
+
+
+class MapClient:
+    """Fetches the tracked characters of one map."""
+
+    def __init__(
+        self,
+        base_url: str,
+        map_name: str,
+        api_key: str,
+        *,
+        timeout: float = 10.0,
+        session: requests.Session | None = None,
+        contact: str | None = None,
+    ) -> None:
+        self.url = f"{base_url.rstrip('/')}/api/maps/{quote(map_name, safe='')}/tracked-characters"
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = user_agent(contact)
+        self.session.headers["Accept"] = "application/json"
+        self._auth = {"Authorization": f"Bearer {api_key}"}
+
+    def fetch(self) -> TrackedList:
+        """One request; raises MapUnavailable (reason without the key) on any failure."""
+        try:
+            response = self.session.get(self.url, headers=self._auth, timeout=self.timeout)
+        except requests.Timeout:
+            raise MapUnavailable(f"timed out after {self.timeout:g} s") from None
+        except requests.RequestException as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise MapUnavailable(f"{type(exc).__name__}: {first}"[:300]) from None
+        with response:
+            if response.status_code in (401, 403):
+                raise MapUnavailable(f"HTTP {response.status_code} (check MAP_API_KEY)")
+            if response.status_code == 404:
+                raise MapUnavailable("HTTP 404 (check MAP_NAME and MAP_URL)")
+            if response.status_code != 200:
+                raise MapUnavailable(f"HTTP {response.status_code}")
+            try:
+                payload = response.json()
+            except ValueError:
+                raise MapUnavailable("body is not JSON") from None
+        return tracked_from_payload(payload)
