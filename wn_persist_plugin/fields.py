@@ -16,6 +16,8 @@ from typing import Any
 from peewee import DatabaseProxy, Field, SqliteDatabase
 
 CENT = Decimal("0.01")
+MAX_ID = 2**63 - 1
+"""The largest value an id column (64-bit signed integer on both databases) holds."""
 
 
 def _database_of(field: Field) -> Any:

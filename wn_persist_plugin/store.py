@@ -152,7 +152,7 @@ def write_rows(db: Database, rows: Iterable[dict[str, Any]]) -> WriteResult:
         with write_transaction(db):
             _insert(db, rows)
         return result
-    except (DatabaseError, ValueError, TypeError) as exc:
+    except (DatabaseError, ValueError, TypeError, OverflowError) as exc:
         if isinstance(exc, DatabaseError) and _is_connection_error(db, exc):
             raise
         log.debug("batch of %d rows failed (%s); writing row by row", len(rows), exc)
@@ -161,7 +161,7 @@ def write_rows(db: Database, rows: Iterable[dict[str, Any]]) -> WriteResult:
             try:
                 with db.atomic():
                     _insert(db, [row])
-            except (DatabaseError, ValueError, TypeError) as exc:
+            except (DatabaseError, ValueError, TypeError, OverflowError) as exc:
                 if isinstance(exc, DatabaseError) and _is_connection_error(db, exc):
                     raise
                 text = str(exc).strip()
