@@ -23,6 +23,9 @@ DEFAULT_SQLITE_PATH = "wn_persist.db"
 
 SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgres")
 
+MIN_POOL_SIZE = 2
+"""The writer thread keeps a connection open; the scheduler's jobs need a second one."""
+
 
 class ConfigError(ValueError):
     """A setting has a bad value; `str()` is one line naming the variable."""
@@ -169,7 +172,13 @@ def load_settings(
 
     pool_size = None
     if get("POSTGRES_POOL_SIZE"):
-        pool_size = parse_int("POSTGRES_POOL_SIZE", values["POSTGRES_POOL_SIZE"], 1, 1000)
+        pool_size = parse_int("POSTGRES_POOL_SIZE", values["POSTGRES_POOL_SIZE"], 0, 1000)
+        if pool_size < MIN_POOL_SIZE:
+            raise ConfigError(
+                "POSTGRES_POOL_SIZE",
+                f"{pool_size} is too small: at least {MIN_POOL_SIZE} (the writer keeps one "
+                "connection and the scheduled jobs need another)",
+            )
 
     return Settings(
         enable_persistence=parse_bool("ENABLE_PERSISTENCE", get("ENABLE_PERSISTENCE") or "false"),

@@ -6,8 +6,9 @@ involvement rows and writes them with `store.write_rows`, one transaction per ba
 
 - Queue full: the new mail is refused (drop-newest), counted in `dropped` and logged at
   most once a minute; the host is never blocked and nothing already queued is lost.
-- Database unreachable (or locked past its busy timeout): the batch is kept and retried
-  with exponential backoff (0.5 s doubling to 30 s); mails keep queueing meanwhile.
+- Database unreachable (or locked past its busy timeout, or no pooled connection free):
+  the batch is kept and retried with exponential backoff (0.5 s doubling to 30 s); mails
+  keep queueing meanwhile.
 - `stop()` writes everything still queued before returning; only when the database stays
   unreachable past the shutdown timeout are the remaining mails given up (counted `lost`,
   logged with their ids).
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from peewee import Database, InterfaceError, OperationalError
+from playhouse.pool import MaxConnectionsExceeded
 
 from . import killmail as km
 from .config import Settings, mask_secrets, parse_int
@@ -340,7 +342,9 @@ class Writer:
             try:
                 work(self.db)
                 return True
-            except (OperationalError, InterfaceError) as exc:
+            except (OperationalError, InterfaceError, MaxConnectionsExceeded) as exc:
+                # MaxConnectionsExceeded: every pooled connection stayed busy (e.g. a long
+                # statistics run); wait for one like for a database that is down.
                 self._reset_connection()
                 self.counters.retries += 1
                 if self._stopping and self._past_deadline():
