@@ -329,13 +329,25 @@ def _participant(raw: Any, victim: bool) -> Participant:
     )
 
 
+def _value(raw: Mapping[str, Any], key: str) -> Decimal | None:
+    """An ISK value of the zkb block; negative, NaN or infinite values are refused."""
+    value = raw.get(key)
+    try:
+        amount = to_isk(value)
+    except ValueError:
+        amount = Decimal("NaN")
+    if amount is not None and (not amount.is_finite() or amount < 0):
+        raise ValueError(f"{key} {value!r} is not an ISK value")
+    return amount
+
+
 def _zkb(raw: Mapping[str, Any]) -> Zkb:
     labels = raw.get("labels") or ()
     return Zkb(
-        total_value=to_isk(raw.get("totalValue")),
-        fitted_value=to_isk(raw.get("fittedValue")),
-        dropped_value=to_isk(raw.get("droppedValue")),
-        destroyed_value=to_isk(raw.get("destroyedValue")),
+        total_value=_value(raw, "totalValue"),
+        fitted_value=_value(raw, "fittedValue"),
+        dropped_value=_value(raw, "droppedValue"),
+        destroyed_value=_value(raw, "destroyedValue"),
         points=_opt_int(raw, "points"),
         npc=bool(raw.get("npc", False)),
         solo=bool(raw.get("solo", False)),
