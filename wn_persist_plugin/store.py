@@ -16,7 +16,6 @@ took about 80% of the writer's time. Values are converted as the model fields wo
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from typing import Any
 from peewee import Database, DatabaseError, JSONField, __exception_wrapper__
 
 from .database import is_sqlite, write_transaction
-from .fields import ISKField, UTCDateTimeField, to_isk, to_utc
+from .fields import ISKField, UTCDateTimeField, json_dumps, to_isk, to_utc
 from .models import Killmail
 
 log = logging.getLogger(__name__)
@@ -75,8 +74,8 @@ def _converters(db: Database) -> list[Any]:
             out.append(_sqlite_isk if sqlite else to_isk)
         elif isinstance(f, JSONField):
             # SQLite: text, wrapped in json() by the placeholder; PostgreSQL: peewee's
-            # jsonb adapter for the driver in use.
-            out.append(json.dumps if sqlite else f.db_value)
+            # jsonb adapter for the driver in use. Both encode with fields.json_dumps.
+            out.append(json_dumps if sqlite else f.db_value)
         else:
             out.append(None)
     return out
