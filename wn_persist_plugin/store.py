@@ -152,10 +152,36 @@ def _insert(db: Database, rows: Sequence[dict[str, Any]], stamp: dt.datetime) ->
             cursor.executemany(_statement(db, f"({marks})"), params)
 
 
+def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per involvement key, as the database would keep them: the first, unless a
+    later one has a value it lacks. (PostgreSQL refuses a statement whose ON CONFLICT
+    would update the same row twice.)"""
+    at: dict[Any, int] = {}
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        try:
+            key = (
+                row.get("killmail_id"),
+                row.get("related_character_id"),
+                row.get("character_role"),
+            )
+            index = at.get(key)
+        except TypeError:  # an unhashable key: a bad row, left for the database to refuse
+            out.append(row)
+            continue
+        if index is None:
+            at[key] = len(out)
+            out.append(row)
+        elif out[index].get("total_value") is None and row.get("total_value") is not None:
+            out[index] = row
+    return out
+
+
 def write_rows(
     db: Database, rows: Iterable[dict[str, Any]], now: dt.datetime | None = None
 ) -> WriteResult:
-    """Write involvement rows in one transaction; idempotent.
+    """Write involvement rows in one transaction; idempotent. Rows with the same key in
+    one call are written once (the one with a value, if any).
 
     Every row written gets `processed_at` = the time of the write (taken inside the
     transaction; `now` fixes it, for tests and imports of old data), overriding any
@@ -170,6 +196,7 @@ def write_rows(
     result = WriteResult(rows=len(rows))
     if not rows:
         return result
+    rows = _unique(rows)
     try:
         with write_transaction(db):
             _insert(db, rows, now or _utcnow())
