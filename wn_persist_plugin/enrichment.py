@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from peewee import Database
+from requests import RequestException
 
 from .config import parse_bool
 from .database import connected, write_transaction
-from .esi import EsiClient, EsiNotFound, EsiUnavailable, esi_settings
+from .esi import EsiClient, EsiError, EsiNotFound, esi_settings
 from .models import (
     EntityName,
     Killmail,
@@ -299,7 +300,9 @@ def enrich(
             for step in (fetch_systems, fetch_names):
                 try:
                     step(db, esi, fetched, now)
-                except EsiUnavailable as exc:
+                except (EsiError, RequestException, KeyError, TypeError, ValueError) as exc:
+                    # Down, refusing (4xx) or answering nonsense: fill from the tables now
+                    # and ask again next run; never stop the statistics job over it.
                     log.warning("ESI unavailable, names/regions filled later: %s", exc)
                     fetched.esi_errors.append(str(exc))
                     break  # down is down: do not wait through the retries again
