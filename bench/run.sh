@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 py=.venv/bin/python
 for bench in bench_hook bench_writer bench_host bench_backfill bench_aggregate; do
   echo "=== $bench"
-  "$py" "bench/$bench.py" "$@"
+  "$py" "bench/$bench.py"
 done
