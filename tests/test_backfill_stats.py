@@ -1,23 +1,19 @@
-"""Backfill re-aggregates the touched periods, and statistics pick up regions filled later
-(needs the statistics module; skips until it is there)."""
+"""Backfill re-aggregates the touched periods, and statistics pick up regions filled later."""
 
 from __future__ import annotations
 
 import json
 import threading
 
-import pytest
 from fakes_esi import *  # noqa: F403 - the fake servers' fixtures
 from test_backfill import characters, write_archive
 
+from wn_persist_plugin import aggregation, universe
 from wn_persist_plugin import backfill as bf
-from wn_persist_plugin import universe
 from wn_persist_plugin.backfill import backfill_paths
 from wn_persist_plugin.database import open_database
 from wn_persist_plugin.enrichment import enrich
 from wn_persist_plugin.models import Killmail, KillmailStatistics
-
-aggregation = pytest.importorskip("wn_persist_plugin.aggregation")
 
 
 def _activity() -> str:

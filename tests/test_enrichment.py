@@ -212,3 +212,16 @@ def test_row_filler_fills_rows_before_the_write(db, real_envelopes, real_data_di
     assert sum(1 for r in rows if r["ship_type_name"]) > len(rows) // 2
     write_rows(db, rows)
     assert fill_from_tables(db).regions_filled == 0  # already complete when written
+
+
+def test_esi_refusing_requests_is_recorded_not_raised(
+    db, real_envelopes, fake_server, esi_client, real_data_dir
+):
+    # A 403 is no outage (no retry helps), yet it must not stop enrichment from the tables,
+    # nor the statistics job that runs enrichment first.
+    stored = store_live(db, real_envelopes[:20], tracked_ids(real_envelopes[:20]))
+    universe.import_directory(db, real_data_dir / "universe")
+    fake_server.script(r"^/universe/", [(403, {})] * 50)
+    result = enrich(db, esi_client)
+    assert len(result.esi_errors) == 1 and "403" in result.esi_errors[0]
+    assert result.regions_filled == stored

@@ -48,9 +48,50 @@ def history(db):
 
 def test_cutoff_is_a_utc_day():
     assert cutoff_day(DAYS, NOW) == dt.date(2025, 6, 1)
+    # 01:00 at +03:00 on 1 July is still 30 June in UTC: June is the open month
     assert cutoff_day(
         1, dt.datetime(2025, 7, 1, 1, 0, tzinfo=dt.timezone(dt.timedelta(hours=3)))
-    ) == (dt.date(2025, 6, 29))
+    ) == (dt.date(2025, 6, 1))
+
+
+def test_cutoff_never_cuts_into_an_open_week_or_month():
+    wednesday = dt.datetime(2025, 6, 25, 12, 0, tzinfo=UTC)
+    assert cutoff_day(7, wednesday) == dt.date(2025, 6, 1)  # June is still open
+    # 3 July: the week that started Monday 30 June is open and reaches into June
+    assert cutoff_day(1, dt.datetime(2025, 7, 3, tzinfo=UTC)) == dt.date(2025, 6, 30)
+    assert cutoff_day(1, dt.datetime(2025, 7, 9, tzinfo=UTC)) == dt.date(2025, 7, 1)
+    assert cutoff_day(400, wednesday) == dt.date(2024, 5, 21)
+
+
+def test_short_retention_keeps_counting_the_current_month(db):
+    store_envelopes(
+        db,
+        [
+            envelope(11, "2025-06-10T10:00:00Z", attackers=[1]),
+            envelope(12, "2025-06-20T10:00:00Z", attackers=[1]),
+        ],
+        TRACKED,
+        processed_at=PAST,
+    )
+    aggregate(db)
+    wednesday = dt.datetime(2025, 6, 25, 12, 0, tzinfo=UTC)
+    assert prune(db, 7, now=wednesday).deleted == 0  # both lie in the open month
+    store_envelopes(db, [envelope(13, "2025-06-25T11:00:00Z", attackers=[1])], TRACKED)
+    aggregate(db)
+    june = KillmailStatistics.get(
+        KillmailStatistics.period_type == "monthly", KillmailStatistics.character_id == 1
+    )
+    assert june.kills_count == 3
+    # once June is over (and a later run has absorbed the last mail), a 7-day retention
+    # deletes June's mails and keeps its figures
+    aggregate(db, now=dt.datetime.now(UTC) + dt.timedelta(hours=2))
+    result = prune(db, 7, now=dt.datetime(2025, 7, 9, tzinfo=UTC))
+    assert result.deleted == 3 and kill_ids() == set()
+    aggregate(db, rebuild=True)
+    june = KillmailStatistics.get(
+        KillmailStatistics.period_type == "monthly", KillmailStatistics.character_id == 1
+    )
+    assert june.kills_count == 3
 
 
 def test_nothing_goes_before_the_first_aggregation(history):

@@ -88,10 +88,23 @@ def test_failing_job_is_logged_and_retried_and_the_thread_survives(db, db_url, c
         assert scheduler.failures == 1
         assert scheduler.running
         assert scheduler.last_report and scheduler.last_report.ok
-        assert "statistics job failed" in caplog.text and "ESI is down" in caplog.text
+        assert "step flaky failed; aggregating anyway" in caplog.text
+        assert "ESI is down" in caplog.text
     finally:
         assert scheduler.stop(10)
     assert not scheduler.running
+
+
+def test_a_failing_step_does_not_stop_aggregation_or_retention(db, db_url):
+    store_envelopes(db, [envelope(1, "2025-01-01T10:00:00Z", attackers=[1])], {1})
+
+    def broken(database):
+        raise KeyError("system_id")
+
+    report = Scheduler(settings_for(db_url), db, before_aggregation=[broken]).run_now()
+    assert not report.ok and "broken: KeyError" in report.error
+    assert report.aggregate is not None and report.aggregate.rows_written == 3
+    assert report.prune is not None
 
 
 def test_next_fire_time_comes_from_the_cron_expression_in_utc(db, db_url):

@@ -291,12 +291,9 @@ def _finish(
 
         run_enrichment(db, esi)
     if aggregate:
-        try:
-            from . import aggregation  # type: ignore[attr-defined]
-            from .joblock import JobBusy  # type: ignore[import-not-found]
-        except ImportError:
-            summary.statistics = "not updated (no aggregation module)"
-            return
+        from . import aggregation
+        from .joblock import JobBusy
+
         try:
             aggregation.aggregate(db, wait=AGGREGATE_WAIT)
         except JobBusy:

@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from peewee import Database
+from requests import RequestException
 
 from .config import parse_bool
 from .database import connected, write_transaction
-from .esi import EsiClient, EsiNotFound, EsiUnavailable, esi_settings
+from .esi import EsiClient, EsiError, EsiNotFound, esi_settings
 from .models import (
     EntityName,
     Killmail,
@@ -82,25 +83,11 @@ def _execute(db: Database, sql: str, params: Iterable[Any] = ()) -> int:
 def _fill_killmails(db: Database, result: EnrichResult, now: dt.datetime) -> None:
     stamp = Killmail.processed_at.db_value(now)
     # Region from the system; then the region's name (also for rows that had an id only).
-    result.regions_filled += _execute(
-        db,
-        """UPDATE killmails SET
-             region_id = (SELECT s.region_id FROM universe_systems s
-                          WHERE s.system_id = killmails.solar_system_id),
-             processed_at = ?
-           WHERE region_id IS NULL AND EXISTS
-             (SELECT 1 FROM universe_systems s WHERE s.system_id = killmails.solar_system_id)""",
-        [stamp],
+    result.regions_filled += _fill_name(
+        db, "region_id", "solar_system_id", "universe_systems", "system_id", stamp, "region_id"
     )
-    result.region_names_filled += _execute(
-        db,
-        """UPDATE killmails SET
-             region_name = (SELECT r.name FROM universe_regions r
-                            WHERE r.region_id = killmails.region_id),
-             processed_at = ?
-           WHERE region_name IS NULL AND EXISTS
-             (SELECT 1 FROM universe_regions r WHERE r.region_id = killmails.region_id)""",
-        [stamp],
+    result.region_names_filled += _fill_name(
+        db, "region_name", "region_id", "universe_regions", "region_id", stamp
     )
     result.system_names_filled += _fill_name(
         db, "solar_system_name", "solar_system_id", "universe_systems", "system_id", stamp
@@ -117,11 +104,21 @@ def _fill_killmails(db: Database, result: EnrichResult, now: dt.datetime) -> Non
     )
 
 
-def _fill_name(db: Database, column: str, id_column: str, table: str, key: str, stamp: Any) -> int:
+def _fill_name(
+    db: Database,
+    column: str,
+    id_column: str,
+    table: str,
+    key: str,
+    stamp: Any,
+    value: str = "name",
+) -> int:
+    """Fill `killmails.column` where it is NULL from `table.value`, joined on
+    `table.key = killmails.id_column`; the rows changed get `processed_at = stamp`."""
     return _execute(
         db,
         f"""UPDATE killmails SET
-              {column} = (SELECT u.name FROM {table} u WHERE u.{key} = killmails.{id_column}),
+              {column} = (SELECT u.{value} FROM {table} u WHERE u.{key} = killmails.{id_column}),
               processed_at = ?
             WHERE {column} IS NULL AND EXISTS
               (SELECT 1 FROM {table} u WHERE u.{key} = killmails.{id_column})""",
@@ -299,7 +296,9 @@ def enrich(
             for step in (fetch_systems, fetch_names):
                 try:
                     step(db, esi, fetched, now)
-                except EsiUnavailable as exc:
+                except (EsiError, RequestException, KeyError, TypeError, ValueError) as exc:
+                    # Down, refusing (4xx) or answering nonsense: fill from the tables now
+                    # and ask again next run; never stop the statistics job over it.
                     log.warning("ESI unavailable, names/regions filled later: %s", exc)
                     fetched.esi_errors.append(str(exc))
                     break  # down is down: do not wait through the retries again

@@ -1,7 +1,8 @@
 """Retention: delete involvements older than the retention window, never before the
 statistics have absorbed them. Statistics rows are kept.
 
-The cutoff is a UTC day: involvements before `today - retention_days` go. Before deleting,
+The cutoff is a UTC day: involvements before `today - retention_days` go, except those of a
+period still open (this week, this month: see `cutoff_day`). Before deleting,
 `statistics_retention.pruned_before` is raised to the cutoff, which freezes every period
 starting before it (aggregation then never recomputes them from what is left). Nothing is
 deleted while an involvement that shares a period with the doomed ones is not yet
@@ -49,9 +50,13 @@ class PruneResult:
 
 
 def cutoff_day(retention_days: int, now: dt.datetime | None = None) -> dt.date:
-    """The first UTC day kept."""
-    now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
-    return now.date() - dt.timedelta(days=retention_days)
+    """The first UTC day kept: `today - retention_days`, but never later than the start of
+    a period still open (this week, this month). Pruning freezes every period that starts
+    before the cutoff, so a shorter retention must not freeze the current month or week
+    while kills still arrive in it."""
+    today = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).date()
+    open_starts = (period_bounds(period, today)[0] for period in PERIODS)
+    return min(today - dt.timedelta(days=retention_days), *open_starts)
 
 
 def _horizon(cutoff: dt.date) -> dt.date:

@@ -111,8 +111,17 @@ class Scheduler:
     def _job(self, report: JobReport) -> None:
         # --- region enrichment (enrich helper) runs here, before aggregation: pass it in
         # `before_aggregation` so regions found now count in this run's statistics. ---
+        # A failing step (ESI answering garbage, say) is logged and counted, and the
+        # statistics are still brought up to date: enrichment is never a reason to stop.
         for step in self.before_aggregation:
-            step(self.db)
+            try:
+                step(self.db)
+            except Exception as exc:  # noqa: BLE001 - keep aggregating whatever a step does
+                name = getattr(step, "__name__", type(step).__name__)
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                report.error = f"{name}: {type(exc).__name__}: {first}".rstrip(": ")
+                self.failures += 1
+                log.exception("statistics job: step %s failed; aggregating anyway", name)
         report.aggregate = aggregate(self.db)
         report.prune = prune(self.db, self.retention_days)
 
