@@ -17,6 +17,7 @@ Goal: the writer at least 0.5x the baseline's rows/s on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import random
 import sqlite3
@@ -61,12 +62,14 @@ JSON_COLUMNS = {"zkb_data", "victim_data", "attacker_data"}
 
 
 def params(rows: list[dict], sqlite: bool) -> list[tuple]:
-    """The rows as driver parameters: JSON text, ISK text/Decimal, naive UTC times."""
+    """The rows as driver parameters: JSON text, ISK text/Decimal, naive UTC times.
+    `processed_at` is the time of the write, as `store.write_rows` stamps it."""
+    stamp = dt.datetime.now(dt.UTC)
     out = []
     for row in rows:
         values = []
         for column in COLUMNS:
-            value = row[column]
+            value = stamp if column == "processed_at" else row[column]
             if column in JSON_COLUMNS:
                 value = None if value is None else json.dumps(value)
             elif column in ("kill_time", "processed_at"):

@@ -213,7 +213,7 @@ def store_envelopes(
     rows: list[dict[str, Any]] = []
     for raw in envelopes:
         mail = killmail.parse(raw)
-        rows.extend(involvement.involvement_rows(mail, tracked, name_of, now=processed_at))
-    result = store.write_rows(db, rows)
+        rows.extend(involvement.involvement_rows(mail, tracked, name_of))
+    result = store.write_rows(db, rows, now=processed_at)
     assert not result.failed, result.failed[:3]
     return len(rows)

@@ -42,8 +42,8 @@ def tracked_ids(envelopes) -> set[int]:
 def store_live(db, envelopes, tracked) -> int:
     rows = []
     for env in envelopes:
-        rows.extend(involvement_rows(parse(env), tracked, now=LONG_AGO))
-    result = write_rows(db, rows)
+        rows.extend(involvement_rows(parse(env), tracked))
+    result = write_rows(db, rows, now=LONG_AGO)
     assert not result.failed
     return len(rows)
 

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 import click
-from peewee import Database, InterfaceError, OperationalError
+from peewee import Database, InterfaceError, OperationalError, ProgrammingError
 
 from . import __version__, migrator
 from .config import ConfigError, Settings, load_settings, mask_secrets
@@ -47,17 +47,26 @@ class AppContext:
 pass_app = click.make_pass_decorator(AppContext, ensure=True)
 
 
+_MISSING_SCHEMA = ("no such table", "no such column", "does not exist")
+"""How SQLite (OperationalError) and PostgreSQL (ProgrammingError) report missing tables
+or columns: an unmigrated (or not fully migrated) database."""
+
+
 class Main(click.Group):
-    """Turns database connection failures into one line and exit status 1."""
+    """Turns database failures (connection lost, schema missing) into one line and exit
+    status 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (OperationalError, InterfaceError) as exc:
+        except (OperationalError, InterfaceError, ProgrammingError) as exc:
             app = ctx.obj if isinstance(ctx.obj, AppContext) else None
             where = app.settings.masked_database_url if app else "the database"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            fail(f"database error ({where}): {mask_secrets(first)}", code=1)
+            hint = ""
+            if isinstance(exc, ProgrammingError) or any(m in first for m in _MISSING_SCHEMA):
+                hint = "; the schema is missing or old: run `wn-persist migrate`"
+            fail(f"database error ({where}): {mask_secrets(first)}{hint}", code=1)
 
 
 @click.group(cls=Main)

@@ -23,6 +23,9 @@ DEFAULT_SQLITE_PATH = "wn_persist.db"
 
 SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgres")
 
+MIN_POOL_SIZE = 2
+"""The writer thread keeps a connection open; the scheduler's jobs need a second one."""
+
 
 class ConfigError(ValueError):
     """A setting has a bad value; `str()` is one line naming the variable."""
@@ -33,14 +36,18 @@ class ConfigError(ValueError):
         super().__init__(f"{variable}: {problem}")
 
 
+_URL_PASSWORD = re.compile(r"^(\s*[^:/?#@\s]+://[^:/?#@]*:)(.*)@")
+"""`scheme://user:` then, greedily, everything up to the last `@` (the password may hold
+an unencoded `/`, `#`, `?`, `:` or `@`, which URL parsers mistake for later parts)."""
+
+
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by `***`."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = parts.username or ""
-    return url.replace(parts.netloc, f"{user}:***@{netloc[1]}", 1)
+    """The URL with any password replaced by `***`.
+
+    Does not rely on URL parsing: everything between `scheme://user:` and the last `@` is
+    masked, so a password with unencoded special characters is masked too (at worst more
+    than the password, never less)."""
+    return _URL_PASSWORD.sub(r"\1***@", url, count=1)
 
 
 def mask_secrets(text: str) -> str:
@@ -85,7 +92,11 @@ def _database_url(variable: str, raw: str) -> str:
     try:
         port = urlsplit(value).port
     except ValueError:
-        raise ConfigError(variable, f"{mask_url(value)!r} has a bad port") from None
+        raise ConfigError(
+            variable,
+            f"{mask_url(value)!r} has a bad port (or a password with an unencoded '/', '?', "
+            "'#' or '@': percent-encode it, e.g. '/' as %2F)",
+        ) from None
     if port is not None and not 1 <= port <= 65535:
         raise ConfigError(variable, f"port {port} is out of range (1..65535)")
     return value
@@ -97,7 +108,7 @@ class Settings:
     use `masked_database_url`)."""
 
     enable_persistence: bool = False
-    database_url: str = f"sqlite:///{DEFAULT_SQLITE_PATH}"
+    database_url: str = field(default=f"sqlite:///{DEFAULT_SQLITE_PATH}", repr=False)
     pool_size: int | None = None
     retention_days: int = 180
     aggregation_schedule: str = "0 0 * * *"
@@ -169,7 +180,13 @@ def load_settings(
 
     pool_size = None
     if get("POSTGRES_POOL_SIZE"):
-        pool_size = parse_int("POSTGRES_POOL_SIZE", values["POSTGRES_POOL_SIZE"], 1, 1000)
+        pool_size = parse_int("POSTGRES_POOL_SIZE", values["POSTGRES_POOL_SIZE"], 0, 1000)
+        if pool_size < MIN_POOL_SIZE:
+            raise ConfigError(
+                "POSTGRES_POOL_SIZE",
+                f"{pool_size} is too small: at least {MIN_POOL_SIZE} (the writer keeps one "
+                "connection and the scheduled jobs need another)",
+            )
 
     return Settings(
         enable_persistence=parse_bool("ENABLE_PERSISTENCE", get("ENABLE_PERSISTENCE") or "false"),

@@ -6,9 +6,9 @@ and killmails (`/killmails/{id}/{hash}/`).
 
 ESI's own limits are obeyed: the error limit (`X-ESI-Error-Limit-Remain` / `-Reset`: when
 few errors remain, wait for the window to reset; a 420 means the limit was hit), 429 with
-`Retry-After`, 5xx and timeouts retried with exponential backoff. A wait longer than
-`max_wait`, or retries used up, raise `EsiUnavailable`: callers treat ESI as down and try
-again later; nothing waits forever.
+`Retry-After`, 5xx, timeouts and other network errors retried with exponential backoff.
+A wait longer than `max_wait`, or retries used up, raise `EsiUnavailable`: callers treat
+ESI as down and try again later; nothing waits forever.
 """
 
 from __future__ import annotations
@@ -149,7 +149,9 @@ class EsiClient:
                 response = self.session.request(
                     method, url, json=body, timeout=self.settings.timeout
                 )
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except requests.RequestException as exc:
+                # Any transport failure (refused, timed out, a body cut off mid-way:
+                # ChunkedEncodingError, ...) is retried, then ESI counts as unavailable.
                 last = f"{type(exc).__name__}: {exc}"
                 if attempt < self.settings.max_retries:
                     self._wait(self._backoff * 2**attempt, last)

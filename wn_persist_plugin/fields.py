@@ -5,17 +5,23 @@
   agree on both databases whatever the session time zone.
 - `ISKField`: ISK with two decimals, exact. PostgreSQL `NUMERIC(20,2)`; SQLite `TEXT`
   holding the exact decimal (SQLite's own decimals are floats and lose cents).
+- `json_dumps`: the one JSON encoder for every JSON column (model fields and the
+  writer's driver path alike); it also takes `Decimal`s, which hosts that decode JSON
+  with `parse_float=Decimal` hand over.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from peewee import DatabaseProxy, Field, SqliteDatabase
 
 CENT = Decimal("0.01")
+MAX_ID = 2**63 - 1
+"""The largest value an id column (64-bit signed integer on both databases) holds."""
 
 
 def _database_of(field: Field) -> Any:
@@ -27,6 +33,20 @@ def _database_of(field: Field) -> Any:
 
 def _is_sqlite(field: Field) -> bool:
     return isinstance(_database_of(field), SqliteDatabase)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        # As the JSON number it was: a whole number stays an integer, '1000.0' a float.
+        if value.is_finite() and value.as_tuple().exponent >= 0:  # type: ignore[operator]
+            return int(value)
+        return float(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def json_dumps(value: Any) -> str:
+    """JSON text for a JSON column; `Decimal`s become JSON numbers."""
+    return json.dumps(value, default=_json_default)
 
 
 def to_isk(value: Any) -> Decimal | None:

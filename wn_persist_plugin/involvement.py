@@ -1,12 +1,12 @@
 """From a parsed killmail to its involvement rows: one per tracked character and role.
 
-A row is a plain dict keyed by the `killmails` column names, ready for `insert_many`.
+A row is a plain dict keyed by the `killmails` column names, ready for `store.write_rows`
+(which adds `processed_at`, the time of the write).
 Regions are left empty here; enrichment fills `region_id` / `region_name` later.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -49,11 +49,11 @@ def involvement_rows(
     mail: Killmail,
     tracked: Collection[int],
     name_of: NameLookup | None = None,
-    now: dt.datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Rows for every tracked character on the mail: the victim, and each tracked
     attacker once (their final-blow entry if they appear more than once).
 
+    Rows carry no `processed_at`: `store.write_rows` stamps it when it writes them.
     The rows of one mail share their `zkb_data` and (attacker rows) `victim_data`
     objects: treat them as read-only."""
     victim = mail.victim
@@ -80,7 +80,6 @@ def involvement_rows(
         "npc": mail.is_npc_kill,
         "attacker_count": len(mail.attackers),
         "zkb_data": dict(mail.zkb.raw) if mail.zkb else None,
-        "processed_at": now or dt.datetime.now(dt.UTC),
     }
     rows: list[dict[str, Any]] = []
     if victim_tracked:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from .fields import to_isk
+from .fields import MAX_ID, to_isk
 
 
 class MalformedKillmail(ValueError):
@@ -159,16 +159,21 @@ def _maybe_id(value: Any) -> int | None:
 
 
 def _int(value: Any) -> int:
-    """An id from an int or a digit string; bools and floats with fractions refused."""
+    """An id from an int or a digit string, within 0..MAX_ID (what a 64-bit column holds);
+    bools, floats with fractions and out-of-range numbers refused."""
     if isinstance(value, bool):
         raise ValueError("boolean is not an id")
     if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        return int(value.strip())
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    raise ValueError(f"not an integer: {value!r}")
+        result = value
+    elif isinstance(value, str):
+        result = int(value.strip())
+    elif isinstance(value, float) and value.is_integer():
+        result = int(value)
+    else:
+        raise ValueError(f"not an integer: {value!r}")
+    if not 0 <= result <= MAX_ID:
+        raise ValueError(f"{value!r} is out of range for an id (0..2**63-1)")
+    return result
 
 
 def participant_ids(envelope: Envelope) -> tuple[int | None, list[int]]:
@@ -289,7 +294,7 @@ def _opt_str(mapping: Mapping[str, Any], *keys: str) -> str | None:
 
 def _i(value: Any) -> int | None:
     """An optional id (fast path for the ints almost every mail carries)."""
-    if value is None or type(value) is int:
+    if value is None or (type(value) is int and 0 <= value <= MAX_ID):
         return value
     return _int(value)
 
@@ -324,13 +329,25 @@ def _participant(raw: Any, victim: bool) -> Participant:
     )
 
 
+def _value(raw: Mapping[str, Any], key: str) -> Decimal | None:
+    """An ISK value of the zkb block; negative, NaN or infinite values are refused."""
+    value = raw.get(key)
+    try:
+        amount = to_isk(value)
+    except ValueError:
+        amount = Decimal("NaN")
+    if amount is not None and (not amount.is_finite() or amount < 0):
+        raise ValueError(f"{key} {value!r} is not an ISK value")
+    return amount
+
+
 def _zkb(raw: Mapping[str, Any]) -> Zkb:
     labels = raw.get("labels") or ()
     return Zkb(
-        total_value=to_isk(raw.get("totalValue")),
-        fitted_value=to_isk(raw.get("fittedValue")),
-        dropped_value=to_isk(raw.get("droppedValue")),
-        destroyed_value=to_isk(raw.get("destroyedValue")),
+        total_value=_value(raw, "totalValue"),
+        fitted_value=_value(raw, "fittedValue"),
+        dropped_value=_value(raw, "droppedValue"),
+        destroyed_value=_value(raw, "destroyedValue"),
         points=_opt_int(raw, "points"),
         npc=bool(raw.get("npc", False)),
         solo=bool(raw.get("solo", False)),

@@ -20,7 +20,7 @@ from peewee import (
 )
 
 from .database import database_proxy
-from .fields import ISKField, UTCDateTimeField
+from .fields import ISKField, UTCDateTimeField, json_dumps
 
 ROLE_ATTACKER = "attacker"
 ROLE_VICTIM = "victim"
@@ -69,9 +69,9 @@ class Killmail(BaseModel):
     solo = BooleanField(default=False)
     npc = BooleanField(default=False)
     attacker_count = IntegerField(default=0)
-    zkb_data = JSONField(null=True)
-    victim_data = JSONField(null=True)
-    attacker_data = JSONField(null=True)
+    zkb_data = JSONField(null=True, dumps=json_dumps)
+    victim_data = JSONField(null=True, dumps=json_dumps)
+    attacker_data = JSONField(null=True, dumps=json_dumps)
     processed_at = UTCDateTimeField()
 
     class Meta:
@@ -99,8 +99,8 @@ class KillmailStatistics(BaseModel):
     solo_kills = IntegerField(default=0)
     final_blows = IntegerField(default=0)
     npc_deaths = IntegerField(default=0)
-    region_activity = JSONField(null=True)
-    ship_usage = JSONField(null=True)
+    region_activity = JSONField(null=True, dumps=json_dumps)
+    ship_usage = JSONField(null=True, dumps=json_dumps)
     inserted_at = UTCDateTimeField()
     updated_at = UTCDateTimeField()
 

@@ -4,6 +4,10 @@ The same mail delivered again changes nothing, except that a mail stored without
 (no zkb block) gets its value, zkb block and a new `processed_at` from a later delivery
 that carries one; a stored value is never replaced.
 
+`processed_at` (the change marker incremental aggregation reads) is stamped here, inside
+each write transaction, whatever the rows carry: rows that waited in a buffer or were
+retried are stamped when they are committed, not when they were built.
+
 Rows go to the driver directly (`executemany`; psycopg2's `execute_values`) with the
 INSERT ... ON CONFLICT text written once here: building the same statement with peewee
 took about 80% of the writer's time. Values are converted as the model fields would.
@@ -11,7 +15,7 @@ took about 80% of the writer's time. Values are converted as the model fields wo
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +24,7 @@ from typing import Any
 from peewee import Database, DatabaseError, JSONField, __exception_wrapper__
 
 from .database import is_sqlite, write_transaction
-from .fields import ISKField, UTCDateTimeField, to_isk, to_utc
+from .fields import ISKField, UTCDateTimeField, json_dumps, to_isk, to_utc
 from .models import Killmail
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,7 @@ class WriteResult:
 
 _UPDATE_ON_CONFLICT = ("total_value", "zkb_data", "solo", "processed_at")
 _FIELDS = [f for f in Killmail._meta.sorted_fields if f.name != "id"]
+_PROCESSED_AT = Killmail.processed_at
 
 
 def _sqlite_time(value: Any) -> str:
@@ -69,8 +74,8 @@ def _converters(db: Database) -> list[Any]:
             out.append(_sqlite_isk if sqlite else to_isk)
         elif isinstance(f, JSONField):
             # SQLite: text, wrapped in json() by the placeholder; PostgreSQL: peewee's
-            # jsonb adapter for the driver in use.
-            out.append(json.dumps if sqlite else f.db_value)
+            # jsonb adapter for the driver in use. Both encode with fields.json_dumps.
+            out.append(json_dumps if sqlite else f.db_value)
         else:
             out.append(None)
     return out
@@ -91,11 +96,19 @@ def _statement(db: Database, values: str) -> str:
     )
 
 
-def _params(db: Database, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _params(
+    db: Database, rows: Sequence[dict[str, Any]], stamp: dt.datetime
+) -> list[tuple[Any, ...]]:
     spec = [
         (f.column_name, conv, None if callable(f.default) else f.default, isinstance(f, JSONField))
         for f, conv in zip(_FIELDS, _converters(db), strict=True)
     ]
+    stamped = _PROCESSED_AT.column_name
+    stamp_value = next(conv for (name, conv, *_) in spec if name == stamped)(stamp)
     # Rows of one mail share their JSON objects (involvement_rows): encode each once.
     # Keyed by id(); the rows keep every object alive for the whole call.
     encoded: dict[int, Any] = {}
@@ -103,6 +116,9 @@ def _params(db: Database, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...
     for row in rows:
         values = []
         for name, conv, default, is_json in spec:
+            if name == stamped:
+                values.append(stamp_value)
+                continue
             value = row.get(name, default)
             if conv is not None and value is not None:
                 if is_json:
@@ -118,10 +134,10 @@ def _params(db: Database, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...
     return out
 
 
-def _insert(db: Database, rows: Sequence[dict[str, Any]]) -> None:
-    """The rows through the driver, in the caller's transaction; driver errors come out as
-    peewee's exceptions."""
-    params = _params(db, rows)
+def _insert(db: Database, rows: Sequence[dict[str, Any]], stamp: dt.datetime) -> None:
+    """The rows through the driver, in the caller's transaction, stamped `processed_at =
+    stamp`; driver errors come out as peewee's exceptions."""
+    params = _params(db, rows, stamp)
     cursor = db.cursor()
     with __exception_wrapper__:
         if is_sqlite(db):
@@ -136,8 +152,40 @@ def _insert(db: Database, rows: Sequence[dict[str, Any]]) -> None:
             cursor.executemany(_statement(db, f"({marks})"), params)
 
 
-def write_rows(db: Database, rows: Iterable[dict[str, Any]]) -> WriteResult:
-    """Write involvement rows in one transaction; idempotent.
+def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per involvement key, as the database would keep them: the first, unless a
+    later one has a value it lacks. (PostgreSQL refuses a statement whose ON CONFLICT
+    would update the same row twice.)"""
+    at: dict[Any, int] = {}
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        try:
+            key = (
+                row.get("killmail_id"),
+                row.get("related_character_id"),
+                row.get("character_role"),
+            )
+            index = at.get(key)
+        except TypeError:  # an unhashable key: a bad row, left for the database to refuse
+            out.append(row)
+            continue
+        if index is None:
+            at[key] = len(out)
+            out.append(row)
+        elif out[index].get("total_value") is None and row.get("total_value") is not None:
+            out[index] = row
+    return out
+
+
+def write_rows(
+    db: Database, rows: Iterable[dict[str, Any]], now: dt.datetime | None = None
+) -> WriteResult:
+    """Write involvement rows in one transaction; idempotent. Rows with the same key in
+    one call are written once (the one with a value, if any).
+
+    Every row written gets `processed_at` = the time of the write (taken inside the
+    transaction; `now` fixes it, for tests and imports of old data), overriding any
+    `processed_at` a row carries.
 
     If the batch fails as a whole (a bad row, or a value its column refuses), each row is
     retried in its own savepoint so one bad row never loses the rest; the bad ones are
@@ -148,20 +196,22 @@ def write_rows(db: Database, rows: Iterable[dict[str, Any]]) -> WriteResult:
     result = WriteResult(rows=len(rows))
     if not rows:
         return result
+    rows = _unique(rows)
     try:
         with write_transaction(db):
-            _insert(db, rows)
+            _insert(db, rows, now or _utcnow())
         return result
-    except (DatabaseError, ValueError, TypeError) as exc:
+    except (DatabaseError, ValueError, TypeError, OverflowError) as exc:
         if isinstance(exc, DatabaseError) and _is_connection_error(db, exc):
             raise
         log.debug("batch of %d rows failed (%s); writing row by row", len(rows), exc)
     with write_transaction(db):
+        stamp = now or _utcnow()
         for row in rows:
             try:
                 with db.atomic():
-                    _insert(db, [row])
-            except (DatabaseError, ValueError, TypeError) as exc:
+                    _insert(db, [row], stamp)
+            except (DatabaseError, ValueError, TypeError, OverflowError) as exc:
                 if isinstance(exc, DatabaseError) and _is_connection_error(db, exc):
                     raise
                 text = str(exc).strip()

@@ -21,6 +21,7 @@ from typing import Any
 from peewee import EXCLUDED, Database, fn
 
 from .database import write_transaction
+from .fields import MAX_ID
 from .models import TrackedCharacter
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,8 @@ def _id(value: Any) -> int:
         result = int(value)
     else:
         raise ValueError(f"not an id: {value!r}")
-    if result <= 0:
-        raise ValueError(f"not an id: {value!r}")
+    if not 0 < result <= MAX_ID:
+        raise ValueError(f"not an id (1..2**63-1): {value!r}")
     return result
 
 

@@ -6,8 +6,9 @@ involvement rows and writes them with `store.write_rows`, one transaction per ba
 
 - Queue full: the new mail is refused (drop-newest), counted in `dropped` and logged at
   most once a minute; the host is never blocked and nothing already queued is lost.
-- Database unreachable (or locked past its busy timeout): the batch is kept and retried
-  with exponential backoff (0.5 s doubling to 30 s); mails keep queueing meanwhile.
+- Database unreachable (or locked past its busy timeout, or no pooled connection free):
+  the batch is kept and retried with exponential backoff (0.5 s doubling to 30 s); mails
+  keep queueing meanwhile.
 - `stop()` writes everything still queued before returning; only when the database stays
   unreachable past the shutdown timeout are the remaining mails given up (counted `lost`,
   logged with their ids).
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from peewee import Database, InterfaceError, OperationalError
+from playhouse.pool import MaxConnectionsExceeded
 
 from . import killmail as km
 from .config import Settings, mask_secrets, parse_int
@@ -155,6 +157,11 @@ class Writer:
         self._stopping = False
         self._deadline: float | None = None
         self._in_flight = 0
+        # queued = offered - taken + in flight: each counter has one writer at a time
+        # (offers hold _offer_lock; the writer thread takes), so no count is lost.
+        self._offered = 0
+        self._taken = 0
+        self._offer_lock = threading.Lock()
         self._gave_up = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._drop_log = _Throttle(60.0)
@@ -172,12 +179,19 @@ class Writer:
         return self._thread.is_alive()
 
     def offer(self, envelope: Any, tracked: TrackedSet) -> bool:
-        """Queue a matched mail; False (and counted in `dropped`) when the queue is full."""
+        """Queue a matched mail; False (and counted in `dropped`) when the queue is full or
+        the writer is stopping."""
         queue = self._queue
-        if len(queue) >= self.settings.queue_size or self._stopping:
+        # The lock makes the check and the append one step against stop(): a mail is
+        # either refused or queued before the thread is told to finish.
+        with self._offer_lock:
+            accepted = len(queue) < self.settings.queue_size and not self._stopping
+            if accepted:
+                queue.append((envelope, tracked))
+                self._offered += 1
+        if not accepted:
             self._drop(envelope)
             return False
-        queue.append((envelope, tracked))
         if not self._wakeup.is_set():
             self._wakeup.set()
         return True
@@ -202,20 +216,28 @@ class Writer:
         shutdown timeout) bounds how long an unreachable database is retried.
         True when nothing was lost."""
         timeout = self.settings.shutdown_timeout if timeout is None else timeout
+        why = "the writer is not running"
         if self._thread.is_alive():
+            why = "handed over while the writer stopped"
             self._deadline = time.monotonic() + timeout
-            self._stopping = True
+            with self._offer_lock:
+                self._stopping = True
             self._interrupt.set()
             self._wakeup.set()
             self._thread.join()
-        elif self._queue:
-            self._abandon("the writer is not running")
+        else:
+            with self._offer_lock:
+                self._stopping = True
+        if self._queue:
+            # Queued after the thread's last look (work submitted while it stopped), or
+            # never started: counted and logged, never silently left behind.
+            self._abandon(why)
         return self.counters.lost == 0
 
     @property
     def queued(self) -> int:
-        """Mails waiting or being written."""
-        return sum(1 for item in list(self._queue) if type(item) is tuple) + self._in_flight
+        """Mails waiting or being written (O(1); may be one batch old for a reader)."""
+        return max(0, self._offered - self._taken) + self._in_flight
 
     def _drop(self, envelope: Any) -> None:
         with self._drop_lock:
@@ -278,6 +300,7 @@ class Writer:
                 return rows, mails, item
             mails += 1
             self._in_flight = mails
+            self._taken += 1
             rows.extend(self._rows_for(*item))
         return rows, mails, None
 
@@ -340,7 +363,9 @@ class Writer:
             try:
                 work(self.db)
                 return True
-            except (OperationalError, InterfaceError) as exc:
+            except (OperationalError, InterfaceError, MaxConnectionsExceeded) as exc:
+                # MaxConnectionsExceeded: every pooled connection stayed busy (e.g. a long
+                # statistics run); wait for one like for a database that is down.
                 self._reset_connection()
                 self.counters.retries += 1
                 if self._stopping and self._past_deadline():
@@ -388,9 +413,12 @@ class Writer:
         while self._queue:
             item = self._queue.popleft()
             if type(item) is tuple:
+                self._taken += 1
                 ids.append(km.killmail_id_of(item[0]))
             elif isinstance(item, _Flush):
                 item.done.set()
+            elif isinstance(item, _Job):
+                log.error("wn-persist: gave up on %s (%s)", item.description, why)
         if ids:
             self.counters.lost += len(ids)
             log.error("wn-persist: %d killmails not written (%s): %s", len(ids), why, ids)
