@@ -118,10 +118,6 @@ class Settings:
     def masked_database_url(self) -> str:
         return mask_url(self.database_url)
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
 
 def _raw_values(
     overrides: Mapping[str, Any] | None, environ: Mapping[str, str] | None, dotenv: Path | None

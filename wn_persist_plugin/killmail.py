@@ -94,10 +94,6 @@ class Killmail:
         return self.zkb.total_value if self.zkb else None
 
     @property
-    def player_attackers(self) -> int:
-        return sum(1 for a in self.attackers if a.character_id is not None)
-
-    @property
     def is_npc_kill(self) -> bool:
         """No attacker was a player character."""
         return not any(a.character_id is not None for a in self.attackers)
