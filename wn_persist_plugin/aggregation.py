@@ -1,9 +1,12 @@
 """Daily, weekly and monthly statistics per tracked character, computed by SQL.
 
-Each period type is one `INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDATE` over the
-involvements (`killmails`), on SQLite and PostgreSQL alike; no character's rows are ever
-loaded into Python. Periods are UTC calendar periods: a day, an ISO week (Monday to
-Sunday), a month; `period_start` / `period_end` are their first and last day.
+Each period type is one `INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDATE`, on
+SQLite and PostgreSQL alike; no character's rows are ever loaded into Python. An
+incremental run groups the changed periods' involvements (`killmails`) directly; a rebuild
+first groups all involvements by character, day, ship and region into a temporary table
+once, and each period type regroups that (every figure adds up over days). Periods are
+UTC calendar periods: a day, an ISO week (Monday to Sunday), a month; `period_start` /
+`period_end` are their first and last day.
 
 Incremental runs (the default) recompute only the (character, period) pairs that have an
 involvement written or changed since the last run (`killmails.processed_at`, the change
@@ -306,6 +309,7 @@ def _regrouped_sql(sql: _Sql, period_type: str, table: str, where: str) -> str:
 def _upsert_sql(sql: _Sql, period_type: str, grouped: str, *, copy: bool = True) -> str:
     """The statement that stores a period type's figures from `grouped` (a `_grouped_sql`
     SELECT, or a table of its rows), followed by the two timestamp parameters.
+    `copy=False` when `grouped` only reads a table: reading it twice beats copying it.
 
     Per-ship and per-region sums over the groups (`parts`) make each row's figures, ship
     usage and region activity in one more grouping. The update only touches rows whose
