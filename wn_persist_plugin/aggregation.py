@@ -336,22 +336,26 @@ def _upsert_sql(
     changed = " OR ".join(
         f"killmail_statistics.{c} {sql.distinct_op} excluded.{c}" for c in FIGURES
     )
-    if not dual_roles:  # `grouped` counted them in `dual`
-        dual_roles = "SELECT character_id, period_start, region_key, dual AS n FROM g WHERE false"
+    regions = """
+    SELECT character_id, period_start, 'region', region_key,
+           CAST(SUM(n) - SUM(dual) AS INTEGER), 0, 0, 0, 0, 0, 0, 0, NULL
+    FROM g GROUP BY character_id, period_start, region_key"""
+    if dual_roles:  # counted apart, not in `dual`
+        regions = f"""
+    SELECT r.character_id, r.period_start, 'region', r.region_key,
+           CAST(r.n - COALESCE(d.n, 0) AS INTEGER), 0, 0, 0, 0, 0, 0, 0, NULL
+    FROM (SELECT character_id, period_start, region_key, SUM(n) - SUM(dual) AS n
+          FROM g GROUP BY 1, 2, 3) AS r
+    LEFT JOIN ({dual_roles}) AS d ON d.character_id = r.character_id
+         AND d.period_start = r.period_start AND d.region_key = r.region_key"""
     return f"""
 WITH g AS {"" if copy else "NOT "}MATERIALIZED ({grouped}),
-dual_roles AS ({dual_roles}),
 parts AS (
     SELECT character_id, period_start, 'ship' AS kind, CAST(ship_type_id AS TEXT) AS label,
            {", ".join(_sum(c) for c in _SUMMED)}, MAX(name) AS name
     FROM g GROUP BY character_id, period_start, ship_type_id
     UNION ALL
-    SELECT r.character_id, r.period_start, 'region', r.region_key,
-           CAST(r.n - COALESCE(d.n, 0) AS INTEGER), 0, 0, 0, 0, 0, 0, 0, NULL
-    FROM (SELECT character_id, period_start, region_key, SUM(n) - SUM(dual) AS n
-          FROM g GROUP BY 1, 2, 3) AS r
-    LEFT JOIN dual_roles d ON d.character_id = r.character_id
-         AND d.period_start = r.period_start AND d.region_key = r.region_key
+{regions}
 ),
 figures AS (
     SELECT character_id, period_start, SUM(kills) AS kills, SUM(deaths) AS deaths,
