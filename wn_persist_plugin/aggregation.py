@@ -1,9 +1,12 @@
 """Daily, weekly and monthly statistics per tracked character, computed by SQL.
 
-Each period type is one `INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDATE` over the
-involvements (`killmails`), on SQLite and PostgreSQL alike; no character's rows are ever
-loaded into Python. Periods are UTC calendar periods: a day, an ISO week (Monday to
-Sunday), a month; `period_start` / `period_end` are their first and last day.
+Each period type is one `INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDATE`, on
+SQLite and PostgreSQL alike; no character's rows are ever loaded into Python. An
+incremental run groups the changed periods' involvements (`killmails`) directly; a rebuild
+first groups all involvements by character, day, ship and region into a temporary table
+once, and each period type regroups that (every figure adds up over days). Periods are
+UTC calendar periods: a day, an ISO week (Monday to Sunday), a month; `period_start` /
+`period_end` are their first and last day.
 
 Incremental runs (the default) recompute only the (character, period) pairs that have an
 involvement written or changed since the last run (`killmails.processed_at`, the change
@@ -22,7 +25,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +40,9 @@ log = logging.getLogger(__name__)
 PERIODS: tuple[str, ...] = ("daily", "weekly", "monthly")
 WORK_MEM = "64MB"
 """PostgreSQL `work_mem` for an aggregation transaction."""
+SQLITE_CACHE_KIB = 256 * 1024
+"""SQLite page cache (and so in-memory sort space) during a run, in KiB; pages are only
+allocated as the run needs them."""
 DEFAULT_OVERLAP = dt.timedelta(hours=1)
 """How far before the previous run's start an incremental run looks for changes: the
 longest time a writer may take between stamping `processed_at` and committing."""
@@ -141,10 +148,15 @@ class _Sql:
             return f"CAST(({total}) / 100.0 AS NUMERIC(20, 2))"
         return f"printf('%d.%02d', ({total}) / 100, ({total}) % 100)"
 
-    def json_object(self, key: str, value: str) -> str:
-        return (
-            f"jsonb_object_agg({key}, {value})" if self.pg else f"json_group_object({key}, {value})"
-        )
+    def json_object(self, key: str, value: str, where: str) -> str:
+        """Aggregate: a JSON object of `key` (digits or a plain word) -> `value` (a number)
+        over the rows matching `where`; NULL without such rows. PostgreSQL: the text is
+        built by string_agg and parsed once (faster than jsonb_object_agg, which
+        rebuilds a jsonb value per row)."""
+        if self.pg:
+            pairs = f"""string_agg('"' || {key} || '":' || {value}, ',') FILTER (WHERE {where})"""
+            return f"CAST('{{' || {pairs} || '}}' AS jsonb)"
+        return f"json_group_object({key}, {value}) FILTER (WHERE {where})"
 
     @property
     def empty_json(self) -> str:
@@ -166,6 +178,31 @@ class _Sql:
     def date(self, value: dt.date) -> Any:
         return value if self.pg else value.isoformat()
 
+    def tune(self, db: Database) -> None:
+        """Settings for the current transaction's aggregation statements."""
+        if self.pg:
+            # Room to sort in memory (the default 4 MB spills big runs to disk), and sorted
+            # grouping: hashed groups holding jsonb_object_agg states spill and ran ~1.5x
+            # slower on a million involvements. All last until the transaction ends.
+            db.execute_sql(f"SET LOCAL work_mem = '{WORK_MEM}'")
+            db.execute_sql("SET LOCAL enable_hashagg = off")
+            db.execute_sql("SET LOCAL jit = off")  # compiling cost ~1 s and saved less
+
+    @contextmanager
+    def session(self, db: Database) -> Iterator[None]:
+        """Connection settings for a run. SQLite sorts in memory up to the main
+        database's page cache; the default 2 MB spilled the groupings of a big rebuild to
+        temporary files (about 1.5x slower), so the cache grows for the run."""
+        if self.pg:
+            yield
+            return
+        old = db.execute_sql("PRAGMA cache_size").fetchone()[0]
+        db.execute_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+        try:
+            yield
+        finally:
+            db.execute_sql(f"PRAGMA cache_size = {int(old)}")
+
     def create_work_table(self, db: Database) -> None:
         if self.pg:
             db.execute_sql(
@@ -183,7 +220,15 @@ class _Sql:
 
 
 _SUMMED = ("n", "kills", "deaths", "destroyed", "lost", "solo", "fb", "npc")
-"""Per-ship sums in `parts`, cast to 64-bit integers (PostgreSQL would widen to NUMERIC)."""
+"""The sums each grouping carries (plus `dual` below the per-ship level)."""
+_CENTS = ("destroyed", "lost")
+
+
+def _sum(column: str) -> str:
+    """SUM cast back to the column's type: counts stay 32-bit and ISK cents 64-bit, where
+    PostgreSQL would widen each level's sum (SUM(bigint) is a slow NUMERIC sum)."""
+    return f"CAST(SUM({column}) AS {'BIGINT' if column in _CENTS else 'INTEGER'}) AS {column}"
+
 
 FIGURES = (
     "kills_count",
@@ -216,61 +261,108 @@ class _Scan:
         return f"WHERE {' AND '.join(parts)}" if parts else ""
 
 
-def _upsert_sql(sql: _Sql, period_type: str, scan: _Scan) -> tuple[str, list[Any]]:
-    """The one statement that computes and stores a period type's figures over `scan`,
-    and the parameters it needs apart from the two timestamps at the end.
+def _grouped_sql(sql: _Sql, scan: _Scan, *, dual: bool = True) -> str:
+    """SELECT that groups `scan`'s involvements by character, period, ship and region.
 
-    One pass groups the involvements by character, period, ship and region (`g`); per-ship
-    and per-region sums over `g` (`parts`) then make each row's figures, ship usage and
-    region activity in one more grouping. A mail counts once per
-    region even when the character is both victim and attacker on it (`dual_roles`)."""
+    Columns: character_id, period_start, ship_type_id, region_key and the sums `_SUMMED`,
+    `dual` (victim rows of mails on which the character is also an attacker: such a mail
+    counts once per region) and `name`. Every figure is additive, so grouping these rows
+    again by a longer period gives that period's rows."""
     region_key = "COALESCE(CAST(k.region_id AS TEXT), 'unknown')"
-    changed = " OR ".join(
-        f"killmail_statistics.{c} {sql.distinct_op} excluded.{c}" for c in FIGURES
-    )
-    text = f"""
-WITH g AS MATERIALIZED (
+    dual_sum = "0"
+    if dual:
+        dual_sum = """CAST(SUM(CASE WHEN k.character_role <> 'victim' THEN 0
+                    WHEN EXISTS (SELECT 1 FROM killmails a WHERE a.killmail_id = k.killmail_id
+                         AND a.related_character_id = k.related_character_id
+                         AND a.character_role = 'attacker') THEN 1
+                    ELSE 0 END) AS INTEGER)"""
+    return f"""
     SELECT {scan.character} AS character_id, {scan.start} AS period_start, k.ship_type_id,
-           {region_key} AS region_key, COUNT(*) AS n,
-           SUM(CASE WHEN k.character_role = 'attacker' THEN 1 ELSE 0 END) AS kills,
-           SUM(CASE WHEN k.character_role = 'victim' THEN 1 ELSE 0 END) AS deaths,
-           SUM(CASE WHEN k.character_role = 'attacker' THEN {sql.value} ELSE 0 END) AS destroyed,
-           SUM(CASE WHEN k.character_role = 'victim' THEN {sql.value} ELSE 0 END) AS lost,
-           SUM(CASE WHEN k.character_role = 'attacker' AND k.solo THEN 1 ELSE 0 END) AS solo,
-           SUM(CASE WHEN k.character_role = 'attacker' AND k.final_blow THEN 1 ELSE 0 END) AS fb,
-           SUM(CASE WHEN k.character_role = 'victim' AND k.npc THEN 1 ELSE 0 END) AS npc,
+           {region_key} AS region_key, CAST(COUNT(*) AS INTEGER) AS n,
+           CAST(SUM(CASE WHEN k.character_role = 'attacker' THEN 1 ELSE 0 END) AS INTEGER)
+               AS kills,
+           CAST(SUM(CASE WHEN k.character_role = 'victim' THEN 1 ELSE 0 END) AS INTEGER)
+               AS deaths,
+           CAST(SUM(CASE WHEN k.character_role = 'attacker' THEN {sql.value} ELSE 0 END)
+               AS BIGINT) AS destroyed,
+           CAST(SUM(CASE WHEN k.character_role = 'victim' THEN {sql.value} ELSE 0 END)
+               AS BIGINT) AS lost,
+           CAST(SUM(CASE WHEN k.character_role = 'attacker' AND k.solo THEN 1 ELSE 0 END)
+               AS INTEGER) AS solo,
+           CAST(SUM(CASE WHEN k.character_role = 'attacker' AND k.final_blow THEN 1 ELSE 0 END)
+               AS INTEGER) AS fb,
+           CAST(SUM(CASE WHEN k.character_role = 'victim' AND k.npc THEN 1 ELSE 0 END)
+               AS INTEGER) AS npc,
+           {dual_sum} AS dual,
            MAX(k.related_character_name) AS name
     FROM {scan.source} {scan.conditions()}
-    GROUP BY 1, 2, 3, 4
-),
-dual_roles AS (
+    GROUP BY 1, 2, 3, 4"""
+
+
+def _regrouped_sql(sql: _Sql, period_type: str, table: str, where: str) -> str:
+    """SELECT that groups a `_grouped_sql` table of days by `period_type`'s periods."""
+    start = sql.period_start(period_type, "period_start")
+    sums = ", ".join(_sum(c) for c in (*_SUMMED, "dual"))
+    return (
+        f"SELECT character_id, {start} AS period_start, ship_type_id, region_key, {sums},"
+        f" MAX(name) AS name FROM {table} {where} GROUP BY 1, 2, 3, 4"
+    )
+
+
+def _dual_roles_sql(sql: _Sql, scan: _Scan) -> str:
+    """SELECT: per character, period and region, the mails of `scan` on which the
+    character is victim and attacker (an incremental run's `dual`, found by a join: the
+    per-row EXISTS of `_grouped_sql` made PostgreSQL's incremental runs ~4x slower)."""
+    return f"""
     SELECT {scan.character} AS character_id, {scan.start} AS period_start,
-           {region_key} AS region_key, COUNT(*) AS n
+           COALESCE(CAST(k.region_id AS TEXT), 'unknown') AS region_key, COUNT(*) AS n
     FROM {scan.source}
     JOIN killmails a ON a.killmail_id = k.killmail_id
          AND a.related_character_id = k.related_character_id AND a.character_role = 'attacker'
     {scan.conditions("k.character_role = 'victim'")}
-    GROUP BY 1, 2, 3
-),
+    GROUP BY 1, 2, 3"""
+
+
+def _upsert_sql(
+    sql: _Sql, period_type: str, grouped: str, *, copy: bool = True, dual_roles: str = ""
+) -> str:
+    """The statement that stores a period type's figures from `grouped` (a `_grouped_sql`
+    SELECT, or a table of its rows), followed by the two timestamp parameters.
+    `copy=False` when `grouped` only reads a table: reading it twice beats copying it.
+
+    Per-ship and per-region sums over the groups (`parts`) make each row's figures, ship
+    usage and region activity in one more grouping. The update only touches rows whose
+    figures changed."""
+    changed = " OR ".join(
+        f"killmail_statistics.{c} {sql.distinct_op} excluded.{c}" for c in FIGURES
+    )
+    regions = """
+    SELECT character_id, period_start, 'region', region_key,
+           CAST(SUM(n) - SUM(dual) AS INTEGER), 0, 0, 0, 0, 0, 0, 0, NULL
+    FROM g GROUP BY character_id, period_start, region_key"""
+    if dual_roles:  # counted apart, not in `dual`
+        regions = f"""
+    SELECT r.character_id, r.period_start, 'region', r.region_key,
+           CAST(r.n - COALESCE(d.n, 0) AS INTEGER), 0, 0, 0, 0, 0, 0, 0, NULL
+    FROM (SELECT character_id, period_start, region_key, SUM(n) - SUM(dual) AS n
+          FROM g GROUP BY 1, 2, 3) AS r
+    LEFT JOIN ({dual_roles}) AS d ON d.character_id = r.character_id
+         AND d.period_start = r.period_start AND d.region_key = r.region_key"""
+    return f"""
+WITH g AS {"" if copy else "NOT "}MATERIALIZED ({grouped}),
 parts AS (
     SELECT character_id, period_start, 'ship' AS kind, CAST(ship_type_id AS TEXT) AS label,
-           {", ".join(f"CAST(SUM({c}) AS BIGINT) AS {c}" for c in _SUMMED)}, MAX(name) AS name
+           {", ".join(_sum(c) for c in _SUMMED)}, MAX(name) AS name
     FROM g GROUP BY character_id, period_start, ship_type_id
     UNION ALL
-    SELECT r.character_id, r.period_start, 'region', r.region_key,
-           CAST(r.n - COALESCE(d.n, 0) AS BIGINT), 0, 0, 0, 0, 0, 0, 0, NULL
-    FROM (SELECT character_id, period_start, region_key, SUM(n) AS n
-          FROM g GROUP BY 1, 2, 3) AS r
-    LEFT JOIN dual_roles d ON d.character_id = r.character_id
-         AND d.period_start = r.period_start AND d.region_key = r.region_key
+{regions}
 ),
 figures AS (
     SELECT character_id, period_start, SUM(kills) AS kills, SUM(deaths) AS deaths,
            SUM(destroyed) AS destroyed, SUM(lost) AS lost, SUM(solo) AS solo_kills,
            SUM(fb) AS final_blows, SUM(npc) AS npc_deaths, MAX(name) AS name,
-           {sql.json_object("label", "n")}
-               FILTER (WHERE kind = 'ship' AND label IS NOT NULL) AS ship_map,
-           {sql.json_object("label", "n")} FILTER (WHERE kind = 'region') AS activity
+           {sql.json_object("label", "n", "kind = 'ship' AND label IS NOT NULL")} AS ship_map,
+           {sql.json_object("label", "n", "kind = 'region'")} AS activity
     FROM parts GROUP BY 1, 2
 )
 INSERT INTO killmail_statistics (
@@ -289,7 +381,6 @@ ON CONFLICT (character_id, period_type, period_start) DO UPDATE SET
     {", ".join(f"{c} = excluded.{c}" for c in FIGURES)}, updated_at = excluded.updated_at
 WHERE {changed}
 """
-    return text, [*scan.params, *scan.params]
 
 
 def _changes(db: Database, cursor: Any) -> int:
@@ -358,23 +449,42 @@ def aggregate(
     for period_type in periods:
         if period_type not in PERIODS:
             raise UnknownPeriod(period_type)
-    with job_lock(db, STATISTICS_JOB, wait=wait):
+    with job_lock(db, STATISTICS_JOB, wait=wait), _Sql(db).session(db):
         boundary = frozen_before(db)
         result = AggregateResult(frozen_before=boundary)
-        for period_type in periods:
-            started = now or dt.datetime.now(dt.UTC)
-            clock = time.perf_counter()
-            part = _aggregate_period(db, period_type, since, rebuild, boundary, started, overlap)
-            part.seconds = time.perf_counter() - clock
-            result.periods.append(part)
-            log.info(
-                "aggregated %s (%s): %d rows written, %d deleted in %.2fs",
-                period_type,
-                part.mode,
-                part.rows_written,
-                part.rows_deleted,
-                part.seconds,
-            )
+        marks = _watermarks(db)
+        rebuilding = [p for p in periods if rebuild or p not in marks]
+        shared_start = now or dt.datetime.now(dt.UTC)
+        shared_seconds = 0.0
+        try:
+            if rebuilding:
+                # one pass over the involvements for every period type to rebuild
+                clock = time.perf_counter()
+                _group_days(db, boundary)
+                shared_seconds = time.perf_counter() - clock
+            for period_type in periods:
+                rebuilt = period_type in rebuilding
+                started = shared_start if rebuilt else (now or dt.datetime.now(dt.UTC))
+                clock = time.perf_counter()
+                part = _aggregate_period(
+                    db, period_type, since, rebuilt, boundary, started, overlap
+                )
+                part.seconds = time.perf_counter() - clock
+                if rebuilt:
+                    part.seconds += shared_seconds  # the shared pass counts in the first
+                    shared_seconds = 0.0
+                result.periods.append(part)
+                log.info(
+                    "aggregated %s (%s): %d rows written, %d deleted in %.2fs",
+                    period_type,
+                    part.mode,
+                    part.rows_written,
+                    part.rows_deleted,
+                    part.seconds,
+                )
+        finally:
+            if rebuilding:
+                db.execute_sql(f"DROP TABLE IF EXISTS {_DAYS}")
         _forget_consumed_deletions(db)
         return result
 
@@ -392,15 +502,9 @@ def _aggregate_period(
 
     sql = _Sql(db)
     with write_transaction(db):
-        if sql.pg:
-            # Room to sort in memory (the default 4 MB spills big runs to disk), and sorted
-            # grouping: hashed groups holding jsonb_object_agg states spill and ran ~1.5x
-            # slower on a million involvements. Both last until the transaction ends.
-            db.execute_sql(f"SET LOCAL work_mem = '{WORK_MEM}'")
-            db.execute_sql("SET LOCAL enable_hashagg = off")
-            db.execute_sql("SET LOCAL jit = off")  # compiling cost ~1 s and saved less
+        sql.tune(db)
         mark = StatisticsWatermark.get_or_none(StatisticsWatermark.period_type == period_type)
-        if rebuild or mark is None:
+        if rebuild:
             part = _rebuild(db, sql, period_type, boundary, started)
         else:
             part = _incremental(db, sql, period_type, mark.changes_since, since, boundary, started)
@@ -431,29 +535,97 @@ def _aggregate_period(
         return part
 
 
-def _rebuild(
-    db: Database, sql: _Sql, period_type: str, boundary: dt.date | None, started: dt.datetime
-) -> PeriodResult:
-    start = sql.period_start(period_type, "k.kill_time")
+_DAYS = "stats_days"
+"""Temporary table of a rebuild's shared pass: `_grouped_sql` rows per day."""
+
+
+def _group_days(db: Database, boundary: dt.date | None) -> None:
+    """Group every involvement (from `boundary` on) by character, day, ship and region
+    into the temporary table `_DAYS`, which the period types' rebuilds then regroup.
+
+    A read, outside the write transactions: writers are not held up by it. What they
+    commit meanwhile carries a `processed_at` after the run's start minus the overlap,
+    so the next incremental run counts it."""
+    sql = _Sql(db)
+    start = sql.period_start("daily", "k.kill_time")
     params: list[Any] = []
     where = ""
-    keep = ""
     if boundary is not None:
         where = f"{start} >= {sql.p}"
-        keep = f" AND period_start >= {sql.p}"
         params.append(sql.date(boundary))
     # a full scan reads the table in order; SQLite would otherwise walk it through the
     # (character, time) index, which is slower for every row
     table = "killmails k" if sql.pg else "killmails k NOT INDEXED"
     scan = _Scan(table, where, "k.related_character_id", start, params)
-    upsert, upsert_params = _upsert_sql(sql, period_type, scan)
-    now = sql.timestamp(started)
-    written = _changes(db, db.execute_sql(upsert, [*upsert_params, now, now]))
-    deleted = db.execute_sql(
-        f"DELETE FROM killmail_statistics WHERE period_type = {sql.p}{keep}"
-        f" AND NOT {_has_involvements(sql, period_type)}",
+    db.execute_sql(f"DROP TABLE IF EXISTS {_DAYS}")
+    with db.atomic():
+        sql.tune(db)
+        clock = time.perf_counter()
+        db.execute_sql(f"CREATE TEMP TABLE {_DAYS} AS {_grouped_sql(sql, scan)}", params)
+        log.debug("grouped the involvements by day in %.2fs", time.perf_counter() - clock)
+        if sql.pg:
+            db.execute_sql(f"ANALYZE {_DAYS}")
+
+
+def _stored_periods(db: Database, sql: _Sql, period_type: str, keep: str, params: list[Any]) -> int:
+    """Statistics rows of `period_type` a rebuild recomputes."""
+    return db.execute_sql(
+        f"SELECT COUNT(*) FROM killmail_statistics WHERE period_type = {sql.p}{keep}",
         [period_type, *params],
-    ).rowcount
+    ).fetchone()[0]
+
+
+def _grouped_periods(db: Database, sql: _Sql, period_type: str, boundary: dt.date | None) -> int:
+    """(character, period) pairs of `period_type` with involvements in `_DAYS`."""
+    start = sql.period_start(period_type, "period_start")
+    where, params = "", []
+    if boundary is not None:
+        where, params = f" WHERE {start} >= {sql.p}", [sql.date(boundary)]
+    return db.execute_sql(
+        f"SELECT COUNT(*) FROM (SELECT character_id, {start} AS period_start FROM {_DAYS}"
+        f"{where} GROUP BY 1, 2) AS pairs",
+        params,
+    ).fetchone()[0]
+
+
+def _rebuild(
+    db: Database, sql: _Sql, period_type: str, boundary: dt.date | None, started: dt.datetime
+) -> PeriodResult:
+    params: list[Any] = []
+    keep = ""
+    if boundary is not None:
+        keep = f" AND period_start >= {sql.p}"
+        params.append(sql.date(boundary))
+    grouped_params: list[Any] = []
+    if period_type == "daily":
+        grouped = f"SELECT * FROM {_DAYS}"  # its days start on or after the boundary
+    else:
+        grouped = _regrouped_sql(sql, period_type, _DAYS, "")
+        if boundary is not None:
+            grouped = f"SELECT * FROM ({grouped}) AS r WHERE period_start >= {sql.p}"
+            grouped_params = params
+    now = sql.timestamp(started)
+    clock = time.perf_counter()
+    written = _changes(
+        db,
+        db.execute_sql(
+            _upsert_sql(sql, period_type, grouped, copy=period_type != "daily"),
+            [*grouped_params, now, now],
+        ),
+    )
+    log.debug("%s: upsert took %.2fs", period_type, time.perf_counter() - clock)
+    clock = time.perf_counter()
+    deleted = 0
+    if _stored_periods(db, sql, period_type, keep, params) > _grouped_periods(
+        db, sql, period_type, boundary
+    ):
+        # every grouped period now has its row, so some other row lost its involvements
+        deleted = db.execute_sql(
+            f"DELETE FROM killmail_statistics WHERE period_type = {sql.p}{keep}"
+            f" AND NOT {_has_involvements(sql, period_type)}",
+            [period_type, *params],
+        ).rowcount
+    log.debug("%s: deleting empty periods took %.2fs", period_type, time.perf_counter() - clock)
     return PeriodResult(period_type, "rebuild", None, max(written, 0), max(deleted, 0))
 
 
@@ -510,9 +682,19 @@ def _incremental(
         "w.period_start",
         [],
     )
-    upsert, upsert_params = _upsert_sql(sql, period_type, scan)
     now = sql.timestamp(started)
-    written = _changes(db, db.execute_sql(upsert, [*upsert_params, now, now]))
+    written = _changes(
+        db,
+        db.execute_sql(
+            _upsert_sql(
+                sql,
+                period_type,
+                _grouped_sql(sql, scan, dual=False),
+                dual_roles=_dual_roles_sql(sql, scan),
+            ),
+            [now, now],
+        ),
+    )
     deleted = db.execute_sql(
         # driven from the work table: only the examined periods' rows are looked at
         "DELETE FROM killmail_statistics WHERE id IN (SELECT s.id FROM stats_work w"
