@@ -16,6 +16,30 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT.parent / "shared" / "data"
 REAL_KILLMAILS = DATA_DIR / "killmails" / "real_killmails.jsonl"
+KILLMAIL_COLUMNS = [
+    "killmail_id",
+    "kill_time",
+    "solar_system_id",
+    "solar_system_name",
+    "region_id",
+    "region_name",
+    "total_value",
+    "character_role",
+    "related_character_id",
+    "related_character_name",
+    "ship_type_id",
+    "ship_type_name",
+    "final_blow",
+    "solo",
+    "npc",
+    "attacker_count",
+    "zkb_data",
+    "victim_data",
+    "attacker_data",
+    "processed_at",
+]
+"""The `killmails` columns a benchmark's raw-SQL baseline writes (all but `id`)."""
+
 ADMIN_URL = os.environ.get("WN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

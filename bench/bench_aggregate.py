@@ -34,33 +34,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import database_urls, real_envelopes  # noqa: E402
+from _common import KILLMAIL_COLUMNS, database_urls, real_envelopes  # noqa: E402
 
 from wn_persist_plugin import aggregation, involvement, killmail, migrator, store  # noqa: E402
 from wn_persist_plugin.database import is_postgres, open_database, write_transaction  # noqa: E402
 
-COLUMNS = [
-    "killmail_id",
-    "kill_time",
-    "solar_system_id",
-    "solar_system_name",
-    "region_id",
-    "region_name",
-    "total_value",
-    "character_role",
-    "related_character_id",
-    "related_character_name",
-    "ship_type_id",
-    "ship_type_name",
-    "final_blow",
-    "solo",
-    "npc",
-    "attacker_count",
-    "zkb_data",
-    "victim_data",
-    "attacker_data",
-    "processed_at",
-]
+COLUMNS = KILLMAIL_COLUMNS
 GROUPS = 5
 BASE_DAY = dt.date(2026, 1, 1)
 HISTORY_PROCESSED = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

@@ -27,7 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import database_urls, real_envelopes  # noqa: E402
+from _common import KILLMAIL_COLUMNS, database_urls, real_envelopes  # noqa: E402
 from bench_hook import characters, replayed  # noqa: E402
 
 from wn_persist_plugin import killmail as km  # noqa: E402
@@ -36,28 +36,7 @@ from wn_persist_plugin.database import open_database  # noqa: E402
 from wn_persist_plugin.involvement import involvement_rows  # noqa: E402
 from wn_persist_plugin.plugin import PersistencePlugin  # noqa: E402
 
-COLUMNS = [
-    "killmail_id",
-    "kill_time",
-    "solar_system_id",
-    "solar_system_name",
-    "region_id",
-    "region_name",
-    "total_value",
-    "character_role",
-    "related_character_id",
-    "related_character_name",
-    "ship_type_id",
-    "ship_type_name",
-    "final_blow",
-    "solo",
-    "npc",
-    "attacker_count",
-    "zkb_data",
-    "victim_data",
-    "attacker_data",
-    "processed_at",
-]
+COLUMNS = KILLMAIL_COLUMNS
 JSON_COLUMNS = {"zkb_data", "victim_data", "attacker_data"}
 
 

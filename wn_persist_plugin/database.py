@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -81,6 +82,4 @@ def database_size(db: Database) -> int | None:
 def connected(db: Database) -> Any:
     """A connection for the block: opened (and closed after) only if none is open, so a
     caller's open connection or transaction is left as it was."""
-    import contextlib
-
     return db.connection_context() if db.is_closed() else contextlib.nullcontext()

@@ -23,7 +23,7 @@ from filelock import FileLock
 from filelock import Timeout as FileLockTimeout
 from peewee import Database
 
-from .database import is_postgres, is_sqlite
+from .database import connected, is_postgres, is_sqlite
 
 STATISTICS_JOB = "statistics"
 """Aggregation and retention share one lock: they read and write the same state."""
@@ -62,16 +62,6 @@ def sqlite_lock_path(db: Database, job: str) -> Path | None:
     return Path(str(name)).resolve().with_name(f"{Path(str(name)).name}.{job}.lock")
 
 
-@contextlib.contextmanager
-def _connected(db: Database) -> Iterator[None]:
-    """Keep one connection open for the block (the advisory lock lives on it)."""
-    if db.is_closed():
-        with db.connection_context():
-            yield
-    else:
-        yield
-
-
 def _poll(try_once: Callable[[], bool], wait: float) -> bool:
     deadline = time.monotonic() + max(wait, 0.0)
     while True:
@@ -95,7 +85,8 @@ def job_lock(db: Database, job: str = STATISTICS_JOB, *, wait: float = 0.0) -> I
         finally:
             held[key] -= 1
         return
-    with _connected(db), _acquire(db, job, wait):
+    # One connection for the whole block: the advisory lock lives on it.
+    with connected(db), _acquire(db, job, wait):
         held[key] = 1
         try:
             yield
