@@ -3,9 +3,7 @@ and PostgreSQL, fed by the local fake R2Z2 feed and map API with the real killma
 
 from __future__ import annotations
 
-import contextlib
 import signal
-import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,6 +13,7 @@ from fakes.r2z2 import FakeR2Z2
 from fakes.recording import FAST, HostThread, settings_for, wait_for
 from fakes.wanderer_map import FakeMap, map_entry
 from test_host_signals import start
+from test_writer_outage import writes_blocked
 
 from wn_persist_plugin import feed_state
 from wn_persist_plugin.plugin import PersistencePlugin
@@ -142,31 +141,6 @@ def test_restart_resumes_with_the_real_plugin(db, db_url, selection, tracked):
     assert feed.served() == list(range(FIRST, FIRST + 43))  # none twice, none skipped
     assert stored_rows(db) == expected_rows(selection, set(tracked))
     assert feed_state.load_sequence(db) == FIRST + 42
-
-
-@contextlib.contextmanager
-def writes_blocked(backend: str, url: str):
-    """Hold the killmails table (PostgreSQL) or the database (SQLite) so that the plugin's
-    writer has to queue."""
-    if backend == "sqlite":
-        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        finally:
-            conn.execute("ROLLBACK")
-            conn.close()
-    else:
-        import psycopg2
-
-        conn = psycopg2.connect(url)
-        cur = conn.cursor()
-        cur.execute("LOCK TABLE killmails IN EXCLUSIVE MODE")
-        try:
-            yield
-        finally:
-            conn.rollback()
-            conn.close()
 
 
 def test_sigterm_with_work_queued_writes_it_all(backend, db, db_url, tmp_path, selection, tracked):
