@@ -92,15 +92,17 @@ def _fill_killmails(db: Database, result: EnrichResult, now: dt.datetime) -> Non
     result.system_names_filled += _fill_name(
         db, "solar_system_name", "solar_system_id", "universe_systems", "system_id", stamp
     )
-    result.system_names_filled += _fill_cached_name(
-        db, "solar_system_name", "solar_system_id", stamp
+    result.system_names_filled += _fill_name(
+        db, "solar_system_name", "solar_system_id", "entity_names", "entity_id", stamp
     )
     result.ship_names_filled += _fill_name(
         db, "ship_type_name", "ship_type_id", "universe_types", "type_id", stamp
     )
-    result.ship_names_filled += _fill_cached_name(db, "ship_type_name", "ship_type_id", stamp)
-    result.character_names_filled += _fill_cached_name(
-        db, "related_character_name", "related_character_id", stamp
+    result.ship_names_filled += _fill_name(
+        db, "ship_type_name", "ship_type_id", "entity_names", "entity_id", stamp
+    )
+    result.character_names_filled += _fill_name(
+        db, "related_character_name", "related_character_id", "entity_names", "entity_id", stamp
     )
 
 
@@ -113,29 +115,16 @@ def _fill_name(
     stamp: Any,
     value: str = "name",
 ) -> int:
-    """Fill `killmails.column` where it is NULL from `table.value`, joined on
-    `table.key = killmails.id_column`; the rows changed get `processed_at = stamp`."""
+    """Fill `killmails.column` where it is NULL from `table.value` (when that is known),
+    joined on `table.key = killmails.id_column`; changed rows get `processed_at = stamp`."""
     return _execute(
         db,
         f"""UPDATE killmails SET
               {column} = (SELECT u.{value} FROM {table} u WHERE u.{key} = killmails.{id_column}),
               processed_at = ?
             WHERE {column} IS NULL AND EXISTS
-              (SELECT 1 FROM {table} u WHERE u.{key} = killmails.{id_column})""",
-        [stamp],
-    )
-
-
-def _fill_cached_name(db: Database, column: str, id_column: str, stamp: Any) -> int:
-    return _execute(
-        db,
-        f"""UPDATE killmails SET
-              {column} = (SELECT n.name FROM entity_names n
-                          WHERE n.entity_id = killmails.{id_column}),
-              processed_at = ?
-            WHERE {column} IS NULL AND EXISTS
-              (SELECT 1 FROM entity_names n
-               WHERE n.entity_id = killmails.{id_column} AND n.name IS NOT NULL)""",
+              (SELECT 1 FROM {table} u
+               WHERE u.{key} = killmails.{id_column} AND u.{value} IS NOT NULL)""",
         [stamp],
     )
 

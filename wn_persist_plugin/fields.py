@@ -60,6 +60,24 @@ def to_isk(value: Any) -> Decimal | None:
         raise ValueError(f"not an ISK amount: {value!r}") from None
 
 
+def to_id(value: Any) -> int:
+    """An EVE id from an int or a digit string, within 0..MAX_ID (what a 64-bit column
+    holds); bools, floats with fractions and out-of-range numbers raise ValueError."""
+    if isinstance(value, bool):
+        raise ValueError("boolean is not an id")
+    if isinstance(value, int):
+        result = value
+    elif isinstance(value, str):
+        result = int(value.strip())
+    elif isinstance(value, float) and value.is_integer():
+        result = int(value)
+    else:
+        raise ValueError(f"not an integer: {value!r}")
+    if not 0 <= result <= MAX_ID:
+        raise ValueError(f"{value!r} is out of range for an id (0..2**63-1)")
+    return result
+
+
 def to_utc(value: dt.datetime) -> dt.datetime:
     """An aware datetime converted to UTC; naive datetimes are refused."""
     if not isinstance(value, dt.datetime):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from .fields import MAX_ID, to_isk
+from .fields import MAX_ID, to_id, to_isk
 
 
 class MalformedKillmail(ValueError):
@@ -154,22 +154,8 @@ def _maybe_id(value: Any) -> int | None:
         return None
 
 
-def _int(value: Any) -> int:
-    """An id from an int or a digit string, within 0..MAX_ID (what a 64-bit column holds);
-    bools, floats with fractions and out-of-range numbers refused."""
-    if isinstance(value, bool):
-        raise ValueError("boolean is not an id")
-    if isinstance(value, int):
-        result = value
-    elif isinstance(value, str):
-        result = int(value.strip())
-    elif isinstance(value, float) and value.is_integer():
-        result = int(value)
-    else:
-        raise ValueError(f"not an integer: {value!r}")
-    if not 0 <= result <= MAX_ID:
-        raise ValueError(f"{value!r} is out of range for an id (0..2**63-1)")
-    return result
+_int = to_id
+"""Ids in killmails: see `fields.to_id`."""
 
 
 def participant_ids(envelope: Envelope) -> tuple[int | None, list[int]]:

@@ -21,7 +21,7 @@ from typing import Any
 from peewee import EXCLUDED, Database, fn
 
 from .database import write_transaction
-from .fields import MAX_ID
+from .fields import to_id
 from .models import TrackedCharacter
 
 log = logging.getLogger(__name__)
@@ -71,17 +71,10 @@ class Normalized:
 
 
 def _id(value: Any) -> int:
-    if isinstance(value, bool) or value is None:
+    if value is None:
         raise ValueError(f"not an id: {value!r}")
-    if isinstance(value, int):
-        result = value
-    elif isinstance(value, str):
-        result = int(value.strip())
-    elif isinstance(value, float) and value.is_integer():
-        result = int(value)
-    else:
-        raise ValueError(f"not an id: {value!r}")
-    if not 0 < result <= MAX_ID:
+    result = to_id(value)
+    if result == 0:
         raise ValueError(f"not an id (1..2**63-1): {value!r}")
     return result
 
