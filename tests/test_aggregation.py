@@ -144,6 +144,10 @@ def test_incremental_in_two_halves_equals_reference(db, real_envelopes, corpus_s
     expected = reference_statistics(real_envelopes, tracked, region_of=system_region.get)
     assert_matches(expected, database_statistics(KillmailStatistics))
 
+    # a rebuild computes the very same rows (maps included) in its own way
+    again = aggregate(db, rebuild=True)
+    assert again.rows_written == 0 and again.rows_deleted == 0
+
 
 # --- incremental behaviour ------------------------------------------------------------
 
@@ -378,6 +382,8 @@ def test_character_on_both_sides_of_a_mail_counts_once_per_region(db):
     mails = [
         envelope(80, "2025-08-01T10:00:00Z", victim=1, attackers=[1, 2], value="10.00", system=7),
         envelope(81, "2025-08-01T11:00:00Z", victim=2, attackers=[1], value="1.00"),
+        # alone in its day and week: a period with one region
+        envelope(82, "2025-08-09T10:00:00Z", victim=2, attackers=[2], system=7),
     ]
     store_envelopes(db, mails, tracked, processed_at=PAST)
     Killmail.update(region_id=10000002).where(Killmail.solar_system_id == 7).execute()
@@ -387,5 +393,8 @@ def test_character_on_both_sides_of_a_mail_counts_once_per_region(db):
     assert (one.isk_destroyed, one.isk_lost) == (Decimal("11.00"), Decimal("10.00"))
     assert one.region_activity == {"10000002": 1, "unknown": 1}
     assert one.ship_usage == {"11999": 2, "587": 1}
+    for period_type in ("daily", "weekly"):
+        two = stats_of(2, period_type)[dt.date(2025, 8, 9 if period_type == "daily" else 4)]
+        assert two.region_activity == {"10000002": 1}
     expected = reference_statistics(mails, tracked, region_of={7: 10000002}.get)
     assert_matches(expected, database_statistics(KillmailStatistics))

@@ -2,9 +2,11 @@
 
 Each period type is one `INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDATE`, on
 SQLite and PostgreSQL alike; no character's rows are ever loaded into Python. An
-incremental run groups the changed periods' involvements (`killmails`) directly; a rebuild
+incremental run groups the changed periods' involvements (`killmails`) directly. A rebuild
 first groups all involvements by character, day, ship and region into a temporary table
-once, and each period type regroups that (every figure adds up over days). Periods are
+once, and by character and day into another; weeks and months regroup the days (every
+figure adds up over days), and only periods with several ships or regions build their
+maps from the first table's rows. Periods are
 UTC calendar periods: a day, an ISO week (Monday to Sunday), a month; `period_start` /
 `period_end` are their first and last day.
 
@@ -158,6 +160,13 @@ class _Sql:
             return f"CAST('{{' || {pairs} || '}}' AS jsonb)"
         return f"json_group_object({key}, {value}) FILTER (WHERE {where})"
 
+    def json_pair(self, key: str, value: str) -> str:
+        """A JSON object of one `key` (text) -> `value` (a number), as `json_object`
+        writes it."""
+        if self.pg:
+            return f"jsonb_build_object({key}, {value})"
+        return f"json_object({key}, {value})"
+
     @property
     def empty_json(self) -> str:
         return "'{}'::jsonb" if self.pg else "json('{}')"
@@ -299,16 +308,6 @@ def _grouped_sql(sql: _Sql, scan: _Scan, *, dual: bool = True) -> str:
     GROUP BY 1, 2, 3, 4"""
 
 
-def _regrouped_sql(sql: _Sql, period_type: str, table: str, where: str) -> str:
-    """SELECT that groups a `_grouped_sql` table of days by `period_type`'s periods."""
-    start = sql.period_start(period_type, "period_start")
-    sums = ", ".join(_sum(c) for c in (*_SUMMED, "dual"))
-    return (
-        f"SELECT character_id, {start} AS period_start, ship_type_id, region_key, {sums},"
-        f" MAX(name) AS name FROM {table} {where} GROUP BY 1, 2, 3, 4"
-    )
-
-
 def _dual_roles_sql(sql: _Sql, scan: _Scan) -> str:
     """SELECT: per character, period and region, the mails of `scan` on which the
     character is victim and attacker (an incremental run's `dual`, found by a join: the
@@ -323,39 +322,44 @@ def _dual_roles_sql(sql: _Sql, scan: _Scan) -> str:
     GROUP BY 1, 2, 3"""
 
 
-def _upsert_sql(
-    sql: _Sql, period_type: str, grouped: str, *, copy: bool = True, dual_roles: str = ""
-) -> str:
-    """The statement that stores a period type's figures from `grouped` (a `_grouped_sql`
-    SELECT, or a table of its rows), followed by the two timestamp parameters.
-    `copy=False` when `grouped` only reads a table: reading it twice beats copying it.
-
-    Per-ship and per-region sums over the groups (`parts`) make each row's figures, ship
-    usage and region activity in one more grouping. The update only touches rows whose
-    figures changed."""
+def _store_sql(sql: _Sql, ctes: str, select: str) -> str:
+    """`WITH ctes INSERT INTO killmail_statistics select ON CONFLICT ...`: `select` gives
+    the columns below, the last two the two timestamp parameters. The update only
+    touches rows whose figures changed."""
     changed = " OR ".join(
         f"killmail_statistics.{c} {sql.distinct_op} excluded.{c}" for c in FIGURES
     )
-    regions = """
-    SELECT character_id, period_start, 'region', region_key,
-           CAST(SUM(n) - SUM(dual) AS INTEGER), 0, 0, 0, 0, 0, 0, 0, NULL
-    FROM g GROUP BY character_id, period_start, region_key"""
-    if dual_roles:  # counted apart, not in `dual`
-        regions = f"""
-    SELECT r.character_id, r.period_start, 'region', r.region_key,
-           CAST(r.n - COALESCE(d.n, 0) AS INTEGER), 0, 0, 0, 0, 0, 0, 0, NULL
-    FROM (SELECT character_id, period_start, region_key, SUM(n) - SUM(dual) AS n
-          FROM g GROUP BY 1, 2, 3) AS r
-    LEFT JOIN ({dual_roles}) AS d ON d.character_id = r.character_id
-         AND d.period_start = r.period_start AND d.region_key = r.region_key"""
     return f"""
-WITH g AS {"" if copy else "NOT "}MATERIALIZED ({grouped}),
+WITH {ctes}
+INSERT INTO killmail_statistics (
+    period_type, period_start, period_end, character_id, character_name,
+    kills_count, deaths_count, isk_destroyed, isk_lost, solo_kills, final_blows, npc_deaths,
+    ship_usage, region_activity, inserted_at, updated_at)
+{select}
+WHERE true
+ON CONFLICT (character_id, period_type, period_start) DO UPDATE SET
+    {", ".join(f"{c} = excluded.{c}" for c in FIGURES)}, updated_at = excluded.updated_at
+WHERE {changed}
+"""
+
+
+def _incremental_upsert_sql(sql: _Sql, period_type: str, grouped: str, dual_roles: str) -> str:
+    """The statement that stores a period type's figures from `grouped` (a `_grouped_sql`
+    SELECT without `dual`, which `dual_roles` gives), followed by the two timestamp
+    parameters. Per-ship and per-region sums over the groups (`parts`) make each row's
+    figures, ship usage and region activity in one more grouping."""
+    ctes = f"""g AS MATERIALIZED ({grouped}),
 parts AS (
     SELECT character_id, period_start, 'ship' AS kind, CAST(ship_type_id AS TEXT) AS label,
            {", ".join(_sum(c) for c in _SUMMED)}, MAX(name) AS name
     FROM g GROUP BY character_id, period_start, ship_type_id
     UNION ALL
-{regions}
+    SELECT r.character_id, r.period_start, 'region', r.region_key,
+           CAST(r.n - COALESCE(d.n, 0) AS INTEGER), 0, 0, 0, 0, 0, 0, 0, NULL
+    FROM (SELECT character_id, period_start, region_key, SUM(n) AS n
+          FROM g GROUP BY 1, 2, 3) AS r
+    LEFT JOIN ({dual_roles}) AS d ON d.character_id = r.character_id
+         AND d.period_start = r.period_start AND d.region_key = r.region_key
 ),
 figures AS (
     SELECT character_id, period_start, SUM(kills) AS kills, SUM(deaths) AS deaths,
@@ -364,23 +368,16 @@ figures AS (
            {sql.json_object("label", "n", "kind = 'ship' AND label IS NOT NULL")} AS ship_map,
            {sql.json_object("label", "n", "kind = 'region'")} AS activity
     FROM parts GROUP BY 1, 2
-)
-INSERT INTO killmail_statistics (
-    period_type, period_start, period_end, character_id, character_name,
-    kills_count, deaths_count, isk_destroyed, isk_lost, solo_kills, final_blows, npc_deaths,
-    ship_usage, region_activity, inserted_at, updated_at)
-SELECT '{period_type}', f.period_start, {sql.period_end(period_type, "f.period_start")},
+)"""
+    end = sql.period_end(period_type, "f.period_start")
+    select = f"""SELECT '{period_type}', f.period_start, {end},
        f.character_id, COALESCE(t.character_name, f.name),
        f.kills, f.deaths, {sql.isk("f.destroyed")}, {sql.isk("f.lost")},
        f.solo_kills, f.final_blows, f.npc_deaths,
        COALESCE(f.ship_map, {sql.empty_json}), f.activity, {sql.p}, {sql.p}
 FROM figures f
-LEFT JOIN tracked_characters t ON t.character_id = f.character_id
-WHERE true
-ON CONFLICT (character_id, period_type, period_start) DO UPDATE SET
-    {", ".join(f"{c} = excluded.{c}" for c in FIGURES)}, updated_at = excluded.updated_at
-WHERE {changed}
-"""
+LEFT JOIN tracked_characters t ON t.character_id = f.character_id"""
+    return _store_sql(sql, ctes, select)
 
 
 def _changes(db: Database, cursor: Any) -> int:
@@ -484,7 +481,7 @@ def aggregate(
                 )
         finally:
             if rebuilding:
-                db.execute_sql(f"DROP TABLE IF EXISTS {_DAYS}")
+                _drop_rebuild_tables(db)
         _forget_consumed_deletions(db)
         return result
 
@@ -535,13 +532,19 @@ def _aggregate_period(
         return part
 
 
+_FINE = "stats_fine"
+"""Temporary table of a rebuild's shared pass: `_grouped_sql` rows per character, day,
+ship and region, indexed by character and day."""
 _DAYS = "stats_days"
-"""Temporary table of a rebuild's shared pass: `_grouped_sql` rows per day."""
+"""Temporary table: `_FINE` grouped by character and day (`_regrouped_sql`)."""
+_GROUPS = "stats_groups"
+"""Temporary table of a weekly or monthly rebuild: `_DAYS` regrouped by its periods."""
 
 
 def _group_days(db: Database, boundary: dt.date | None) -> None:
     """Group every involvement (from `boundary` on) by character, day, ship and region
-    into the temporary table `_DAYS`, which the period types' rebuilds then regroup.
+    into the temporary table `_FINE`, and that by character and day into `_DAYS`, which
+    the weekly and monthly rebuilds regroup.
 
     A read, outside the write transactions: writers are not held up by it. What they
     commit meanwhile carries a `processed_at` after the run's start minus the overlap,
@@ -557,14 +560,95 @@ def _group_days(db: Database, boundary: dt.date | None) -> None:
     # (character, time) index, which is slower for every row
     table = "killmails k" if sql.pg else "killmails k NOT INDEXED"
     scan = _Scan(table, where, "k.related_character_id", start, params)
-    db.execute_sql(f"DROP TABLE IF EXISTS {_DAYS}")
+    _drop_rebuild_tables(db)
     with db.atomic():
         sql.tune(db)
         clock = time.perf_counter()
-        db.execute_sql(f"CREATE TEMP TABLE {_DAYS} AS {_grouped_sql(sql, scan)}", params)
-        log.debug("grouped the involvements by day in %.2fs", time.perf_counter() - clock)
+        db.execute_sql(f"CREATE TEMP TABLE {_FINE} AS {_grouped_sql(sql, scan)}", params)
+        # periods with several ships or regions read their days' rows from here
+        db.execute_sql(f"CREATE INDEX {_FINE}_days ON {_FINE} (character_id, period_start)")
+        db.execute_sql(f"CREATE TEMP TABLE {_DAYS} AS {_regrouped_sql(sql, 'daily', _FINE)}")
         if sql.pg:
+            db.execute_sql(f"ANALYZE {_FINE}")
             db.execute_sql(f"ANALYZE {_DAYS}")
+        log.debug("grouped the involvements by day in %.2fs", time.perf_counter() - clock)
+
+
+def _drop_rebuild_tables(db: Database) -> None:
+    for table in (_GROUPS, _DAYS, _FINE):
+        db.execute_sql(f"DROP TABLE IF EXISTS {table}")
+
+
+def _regrouped_sql(sql: _Sql, period_type: str, source: str) -> str:
+    """SELECT: `source` (`_FINE`, or `_DAYS` for a week or month) grouped by
+    `period_type`'s periods: the figures and each period's spans (lowest and highest
+    ship and region key, rows without a ship). A period with one ship (or none) and one
+    region needs no map built from its parts."""
+    start = (
+        "period_start" if period_type == "daily" else sql.period_start(period_type, "period_start")
+    )
+    sums = ", ".join(_sum(c) for c in (*_SUMMED, "dual"))
+    if source == _FINE:
+        spans = (
+            "MIN(ship_type_id) AS ship_lo, MAX(ship_type_id) AS ship_hi,"
+            " CAST(SUM(CASE WHEN ship_type_id IS NULL THEN n ELSE 0 END) AS INTEGER) AS shipless,"
+            " MIN(region_key) AS region_lo, MAX(region_key) AS region_hi"
+        )
+    else:
+        spans = (
+            "MIN(ship_lo) AS ship_lo, MAX(ship_hi) AS ship_hi, "
+            + _sum("shipless")
+            + ", MIN(region_lo) AS region_lo, MAX(region_hi) AS region_hi"
+        )
+    return (
+        f"SELECT character_id, {start} AS period_start, {sums}, MAX(name) AS name, {spans}"
+        f" FROM {source} GROUP BY 1, 2"
+    )
+
+
+def _rebuild_upsert_sql(sql: _Sql, period_type: str, groups: str) -> str:
+    """The statement that stores a period type's figures from `groups` (a
+    `_regrouped_sql` table), followed by the two timestamp parameters. Maps of periods
+    with one ship and one region are written directly; only the other ("mixed") periods
+    regroup their `_FINE` rows by ship and by region."""
+    one_ship = "g.ship_lo = g.ship_hi AND g.shipless = 0"
+    one_region = "g.region_lo = g.region_hi"
+    ctes = f"""fine AS (
+    SELECT g.character_id, g.period_start, d.ship_type_id, d.region_key, d.n, d.dual
+    FROM {groups} g {sql.force_order} {_FINE} d ON d.character_id = g.character_id
+         AND d.period_start >= g.period_start
+         AND d.period_start < {sql.next_start(period_type, "g.period_start")}
+    WHERE NOT ({one_ship} OR g.ship_hi IS NULL) OR NOT {one_region}
+),
+parts AS (
+    SELECT character_id, period_start, 'ship' AS kind, CAST(ship_type_id AS TEXT) AS label,
+           CAST(SUM(n) AS INTEGER) AS n
+    FROM fine WHERE ship_type_id IS NOT NULL GROUP BY character_id, period_start, ship_type_id
+    UNION ALL
+    SELECT character_id, period_start, 'region', region_key, CAST(SUM(n) - SUM(dual) AS INTEGER)
+    FROM fine GROUP BY character_id, period_start, region_key
+),
+maps AS (
+    SELECT character_id, period_start,
+           {sql.json_object("label", "n", "kind = 'ship'")} AS ship_map,
+           {sql.json_object("label", "n", "kind = 'region'")} AS activity
+    FROM parts GROUP BY 1, 2
+)"""
+    end = sql.period_end(period_type, "g.period_start")
+    select = f"""SELECT '{period_type}', g.period_start, {end},
+       g.character_id, COALESCE(t.character_name, g.name),
+       g.kills, g.deaths, {sql.isk("g.destroyed")}, {sql.isk("g.lost")},
+       g.solo, g.fb, g.npc,
+       CASE WHEN g.ship_hi IS NULL THEN {sql.empty_json}
+            WHEN {one_ship} THEN {sql.json_pair("CAST(g.ship_lo AS TEXT)", "g.n")}
+            ELSE m.ship_map END,
+       CASE WHEN {one_region} THEN {sql.json_pair("g.region_lo", "g.n - g.dual")}
+            ELSE m.activity END,
+       {sql.p}, {sql.p}
+FROM {groups} g
+LEFT JOIN maps m ON m.character_id = g.character_id AND m.period_start = g.period_start
+LEFT JOIN tracked_characters t ON t.character_id = g.character_id"""
+    return _store_sql(sql, ctes, select)
 
 
 def _stored_periods(db: Database, sql: _Sql, period_type: str, keep: str, params: list[Any]) -> int:
@@ -572,19 +656,6 @@ def _stored_periods(db: Database, sql: _Sql, period_type: str, keep: str, params
     return db.execute_sql(
         f"SELECT COUNT(*) FROM killmail_statistics WHERE period_type = {sql.p}{keep}",
         [period_type, *params],
-    ).fetchone()[0]
-
-
-def _grouped_periods(db: Database, sql: _Sql, period_type: str, boundary: dt.date | None) -> int:
-    """(character, period) pairs of `period_type` with involvements in `_DAYS`."""
-    start = sql.period_start(period_type, "period_start")
-    where, params = "", []
-    if boundary is not None:
-        where, params = f" WHERE {start} >= {sql.p}", [sql.date(boundary)]
-    return db.execute_sql(
-        f"SELECT COUNT(*) FROM (SELECT character_id, {start} AS period_start FROM {_DAYS}"
-        f"{where} GROUP BY 1, 2) AS pairs",
-        params,
     ).fetchone()[0]
 
 
@@ -596,36 +667,34 @@ def _rebuild(
     if boundary is not None:
         keep = f" AND period_start >= {sql.p}"
         params.append(sql.date(boundary))
-    grouped_params: list[Any] = []
-    if period_type == "daily":
-        grouped = f"SELECT * FROM {_DAYS}"  # its days start on or after the boundary
-    else:
-        grouped = _regrouped_sql(sql, period_type, _DAYS, "")
-        if boundary is not None:
-            grouped = f"SELECT * FROM ({grouped}) AS r WHERE period_start >= {sql.p}"
-            grouped_params = params
+    groups = _DAYS  # its days start on or after the boundary
+    if period_type != "daily":
+        groups = _GROUPS
+        clock = time.perf_counter()
+        regrouped = _regrouped_sql(sql, period_type, _DAYS)
+        if boundary is not None:  # a week or month that began before it is frozen
+            regrouped = f"SELECT * FROM ({regrouped}) AS r WHERE period_start >= {sql.p}"
+        db.execute_sql(f"DROP TABLE IF EXISTS {_GROUPS}")
+        db.execute_sql(f"CREATE TEMP TABLE {_GROUPS} AS {regrouped}", params)
+        if sql.pg:
+            db.execute_sql(f"ANALYZE {_GROUPS}")
+        log.debug("%s: grouping took %.2fs", period_type, time.perf_counter() - clock)
+    grouped = db.execute_sql(f"SELECT COUNT(*) FROM {groups}").fetchone()[0]
     now = sql.timestamp(started)
     clock = time.perf_counter()
-    written = _changes(
-        db,
-        db.execute_sql(
-            _upsert_sql(sql, period_type, grouped, copy=period_type != "daily"),
-            [*grouped_params, now, now],
-        ),
-    )
+    upsert = _rebuild_upsert_sql(sql, period_type, groups)
+    written = _changes(db, db.execute_sql(upsert, [now, now]))
     log.debug("%s: upsert took %.2fs", period_type, time.perf_counter() - clock)
-    clock = time.perf_counter()
+    if groups == _GROUPS:
+        db.execute_sql(f"DROP TABLE {_GROUPS}")
     deleted = 0
-    if _stored_periods(db, sql, period_type, keep, params) > _grouped_periods(
-        db, sql, period_type, boundary
-    ):
+    if _stored_periods(db, sql, period_type, keep, params) > grouped:
         # every grouped period now has its row, so some other row lost its involvements
         deleted = db.execute_sql(
             f"DELETE FROM killmail_statistics WHERE period_type = {sql.p}{keep}"
             f" AND NOT {_has_involvements(sql, period_type)}",
             [period_type, *params],
         ).rowcount
-    log.debug("%s: deleting empty periods took %.2fs", period_type, time.perf_counter() - clock)
     return PeriodResult(period_type, "rebuild", None, max(written, 0), max(deleted, 0))
 
 
@@ -686,11 +755,8 @@ def _incremental(
     written = _changes(
         db,
         db.execute_sql(
-            _upsert_sql(
-                sql,
-                period_type,
-                _grouped_sql(sql, scan, dual=False),
-                dual_roles=_dual_roles_sql(sql, scan),
+            _incremental_upsert_sql(
+                sql, period_type, _grouped_sql(sql, scan, dual=False), _dual_roles_sql(sql, scan)
             ),
             [now, now],
         ),
