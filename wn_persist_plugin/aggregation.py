@@ -322,21 +322,35 @@ def _dual_roles_sql(sql: _Sql, scan: _Scan) -> str:
     GROUP BY 1, 2, 3"""
 
 
+_STORED = (
+    "period_type, period_start, period_end, character_id, character_name,"
+    " kills_count, deaths_count, isk_destroyed, isk_lost, solo_kills, final_blows, npc_deaths,"
+    " ship_usage, region_activity, inserted_at, updated_at"
+)
+
+
 def _store_sql(sql: _Sql, ctes: str, select: str) -> str:
     """`WITH ctes INSERT INTO killmail_statistics select ON CONFLICT ...`: `select` gives
-    the columns below, the last two the two timestamp parameters. The update only
-    touches rows whose figures changed."""
+    the columns `_STORED`, the last two the two timestamp parameters. Only new rows and
+    rows whose figures changed are written. PostgreSQL leaves unchanged rows out by an
+    anti-join first: its hashed join costs about half of checking each row's conflict
+    (SQLite looks each row up in the unique index either way)."""
     changed = " OR ".join(
         f"killmail_statistics.{c} {sql.distinct_op} excluded.{c}" for c in FIGURES
     )
+    new_only = "true"
+    if sql.pg:
+        unchanged = " AND ".join(
+            [f"s.{c} = new.{c}" for c in ("character_id", "period_type", "period_start")]
+            + [f"s.{c} IS NOT DISTINCT FROM new.{c}" for c in FIGURES]
+        )
+        new_only = f"NOT EXISTS (SELECT 1 FROM killmail_statistics s WHERE {unchanged})"
     return f"""
-WITH {ctes}
-INSERT INTO killmail_statistics (
-    period_type, period_start, period_end, character_id, character_name,
-    kills_count, deaths_count, isk_destroyed, isk_lost, solo_kills, final_blows, npc_deaths,
-    ship_usage, region_activity, inserted_at, updated_at)
-{select}
-WHERE true
+WITH {ctes},
+new ({_STORED}) AS ({select})
+INSERT INTO killmail_statistics ({_STORED})
+SELECT * FROM new
+WHERE {new_only}
 ON CONFLICT (character_id, period_type, period_start) DO UPDATE SET
     {", ".join(f"{c} = excluded.{c}" for c in FIGURES)}, updated_at = excluded.updated_at
 WHERE {changed}
