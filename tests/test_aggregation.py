@@ -283,6 +283,33 @@ def test_rebuild_keeps_periods_retention_has_pruned(db):
     assert stats_of(1, "monthly")[dt.date(2025, 2, 1)].kills_count == 2  # recomputed
 
 
+def test_rebuild_recomputes_rows_changed_behind_the_change_marker(db):
+    # a hand fix that leaves processed_at alone: only --rebuild can see it, and it must
+    # rewrite exactly the affected rows while every other stored row stays as it is
+    tracked = {1, 2}
+    mails = [
+        envelope(60, "2025-06-02T10:00:00Z", victim=2, attackers=[1], value="100.00"),
+        envelope(61, "2025-06-03T10:00:00Z", victim=1, attackers=[2], value="5.00"),
+        envelope(62, "2025-06-20T10:00:00Z", victim=9, attackers=[1], value="7.00"),
+    ]
+    store_envelopes(db, mails, tracked, processed_at=PAST)
+    aggregate(db, now=PAST + dt.timedelta(hours=2))
+    assert aggregate(db, now=PAST + dt.timedelta(hours=3)).rows_written == 0  # incremental
+
+    Killmail.update(total_value=Decimal("250.00"), ship_type_id=670).where(
+        Killmail.killmail_id == 60
+    ).execute()
+    result = aggregate(db, rebuild=True)
+    # kill 60 is in day, week and month of both characters: six rows
+    assert result.rows_written == 6
+    one = stats_of(1, "monthly")[dt.date(2025, 6, 1)]
+    assert one.isk_destroyed == Decimal("257.00")
+    assert one.ship_usage == {"670": 1, "587": 1, "11999": 1}
+    two = stats_of(2, "daily")[dt.date(2025, 6, 2)]
+    assert (two.isk_lost, two.ship_usage) == (Decimal("250.00"), {"670": 1})
+    assert stats_of(1, "daily")[dt.date(2025, 6, 20)].isk_destroyed == Decimal("7.00")
+
+
 def test_unknown_period_is_refused(db):
     with pytest.raises(aggregation.UnknownPeriod):
         aggregate(db, periods=["yearly"])

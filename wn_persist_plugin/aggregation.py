@@ -329,17 +329,21 @@ _STORED = (
 )
 
 
-def _store_sql(sql: _Sql, ctes: str, select: str) -> str:
+def _store_sql(sql: _Sql, ctes: str, select: str, *, anti_join: bool = False) -> str:
     """`WITH ctes INSERT INTO killmail_statistics select ON CONFLICT ...`: `select` gives
     the columns `_STORED`, the last two the two timestamp parameters. Only new rows and
-    rows whose figures changed are written. PostgreSQL leaves unchanged rows out by an
-    anti-join first: its hashed join costs about half of checking each row's conflict
-    (SQLite looks each row up in the unique index either way)."""
+    rows whose figures changed are written.
+
+    `anti_join` (PostgreSQL, for a rebuild offering rows that are mostly stored already)
+    leaves rows equal to the stored ones out first: a hashed anti-join costs about half
+    of checking each row's conflict. The caller makes sure the table's statistics are
+    current and that it holds many rows: planned as a loop over a table believed small,
+    the join would rescan it, growing with the statement's inserts, for every row."""
     changed = " OR ".join(
         f"killmail_statistics.{c} {sql.distinct_op} excluded.{c}" for c in FIGURES
     )
     new_only = "true"
-    if sql.pg:
+    if anti_join:
         unchanged = " AND ".join(
             [f"s.{c} = new.{c}" for c in ("character_id", "period_type", "period_start")]
             + [f"s.{c} IS NOT DISTINCT FROM new.{c}" for c in FIGURES]
@@ -620,7 +624,9 @@ def _regrouped_sql(sql: _Sql, period_type: str, source: str) -> str:
     )
 
 
-def _rebuild_upsert_sql(sql: _Sql, period_type: str, groups: str) -> str:
+def _rebuild_upsert_sql(
+    sql: _Sql, period_type: str, groups: str, *, anti_join: bool = False
+) -> str:
     """The statement that stores a period type's figures from `groups` (a
     `_regrouped_sql` table), followed by the two timestamp parameters. Maps of periods
     with one ship and one region are written directly; only the other ("mixed") periods
@@ -662,7 +668,7 @@ maps AS (
 FROM {groups} g
 LEFT JOIN maps m ON m.character_id = g.character_id AND m.period_start = g.period_start
 LEFT JOIN tracked_characters t ON t.character_id = g.character_id"""
-    return _store_sql(sql, ctes, select)
+    return _store_sql(sql, ctes, select, anti_join=anti_join)
 
 
 def _stored_periods(db: Database, sql: _Sql, period_type: str, keep: str, params: list[Any]) -> int:
@@ -694,9 +700,15 @@ def _rebuild(
             db.execute_sql(f"ANALYZE {_GROUPS}")
         log.debug("%s: grouping took %.2fs", period_type, time.perf_counter() - clock)
     grouped = db.execute_sql(f"SELECT COUNT(*) FROM {groups}").fetchone()[0]
+    # Mostly stored already (a rebuild over the same data): leave unchanged rows out by
+    # an anti-join. Never into a type with few stored rows: the statement's own inserts
+    # would make a planned loop over that "small" table quadratic.
+    anti_join = sql.pg and 2 * _stored_periods(db, sql, period_type, keep, params) >= grouped
+    if anti_join:  # the join is planned from current statistics (ANALYZE samples: fast)
+        db.execute_sql("ANALYZE killmail_statistics")
     now = sql.timestamp(started)
     clock = time.perf_counter()
-    upsert = _rebuild_upsert_sql(sql, period_type, groups)
+    upsert = _rebuild_upsert_sql(sql, period_type, groups, anti_join=anti_join)
     written = _changes(db, db.execute_sql(upsert, [now, now]))
     log.debug("%s: upsert took %.2fs", period_type, time.perf_counter() - clock)
     if groups == _GROUPS:
