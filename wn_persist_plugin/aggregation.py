@@ -381,21 +381,29 @@ parts AS (
 ),
 figures AS (
     SELECT character_id, period_start, SUM(kills) AS kills, SUM(deaths) AS deaths,
-           SUM(destroyed) AS destroyed, SUM(lost) AS lost, SUM(solo) AS solo_kills,
-           SUM(fb) AS final_blows, SUM(npc) AS npc_deaths, MAX(name) AS name,
+           SUM(destroyed) AS destroyed, SUM(lost) AS lost, SUM(solo) AS solo,
+           SUM(fb) AS fb, SUM(npc) AS npc, MAX(name) AS name,
            {sql.json_object("label", "n", "kind = 'ship' AND label IS NOT NULL")} AS ship_map,
            {sql.json_object("label", "n", "kind = 'region'")} AS activity
     FROM parts GROUP BY 1, 2
 )"""
-    end = sql.period_end(period_type, "f.period_start")
-    select = f"""SELECT '{period_type}', f.period_start, {end},
-       f.character_id, COALESCE(t.character_name, f.name),
-       f.kills, f.deaths, {sql.isk("f.destroyed")}, {sql.isk("f.lost")},
-       f.solo_kills, f.final_blows, f.npc_deaths,
-       COALESCE(f.ship_map, {sql.empty_json}), f.activity, {sql.p}, {sql.p}
-FROM figures f
-LEFT JOIN tracked_characters t ON t.character_id = f.character_id"""
+    select = _stored_select(
+        sql, period_type, "figures g", f"COALESCE(g.ship_map, {sql.empty_json})", "g.activity"
+    )
     return _store_sql(sql, ctes, select)
+
+
+def _stored_select(sql: _Sql, period_type: str, source: str, ship_usage: str, activity: str) -> str:
+    """SELECT of the `_STORED` columns from `source`, whose rows `g` carry character_id,
+    period_start, the sums `kills` ... `npc` and `name`; the maps are the expressions
+    `ship_usage` and `activity`."""
+    end = sql.period_end(period_type, "g.period_start")
+    return f"""SELECT '{period_type}', g.period_start, {end},
+       g.character_id, COALESCE(t.character_name, g.name),
+       g.kills, g.deaths, {sql.isk("g.destroyed")}, {sql.isk("g.lost")}, g.solo, g.fb, g.npc,
+       {ship_usage}, {activity}, {sql.p}, {sql.p}
+FROM {source}
+LEFT JOIN tracked_characters t ON t.character_id = g.character_id"""
 
 
 def _changes(db: Database, cursor: Any) -> int:
@@ -654,20 +662,16 @@ maps AS (
            {sql.json_object("label", "n", "kind = 'region'")} AS activity
     FROM parts GROUP BY 1, 2
 )"""
-    end = sql.period_end(period_type, "g.period_start")
-    select = f"""SELECT '{period_type}', g.period_start, {end},
-       g.character_id, COALESCE(t.character_name, g.name),
-       g.kills, g.deaths, {sql.isk("g.destroyed")}, {sql.isk("g.lost")},
-       g.solo, g.fb, g.npc,
-       CASE WHEN g.ship_hi IS NULL THEN {sql.empty_json}
+    ship_usage = f"""CASE WHEN g.ship_hi IS NULL THEN {sql.empty_json}
             WHEN {one_ship} THEN {sql.json_pair("CAST(g.ship_lo AS TEXT)", "g.n")}
-            ELSE m.ship_map END,
-       CASE WHEN {one_region} THEN {sql.json_pair("g.region_lo", "g.n - g.dual")}
-            ELSE m.activity END,
-       {sql.p}, {sql.p}
-FROM {groups} g
-LEFT JOIN maps m ON m.character_id = g.character_id AND m.period_start = g.period_start
-LEFT JOIN tracked_characters t ON t.character_id = g.character_id"""
+            ELSE m.ship_map END"""
+    activity = f"""CASE WHEN {one_region} THEN {sql.json_pair("g.region_lo", "g.n - g.dual")}
+            ELSE m.activity END"""
+    source = (
+        f"{groups} g LEFT JOIN maps m"
+        " ON m.character_id = g.character_id AND m.period_start = g.period_start"
+    )
+    select = _stored_select(sql, period_type, source, ship_usage, activity)
     return _store_sql(sql, ctes, select, anti_join=anti_join)
 
 
