@@ -4,11 +4,11 @@ Each period type is one `INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDAT
 SQLite and PostgreSQL alike; no character's rows are ever loaded into Python. An
 incremental run groups the changed periods' involvements (`killmails`) directly. A rebuild
 first groups all involvements by character, day, ship and region into a temporary table
-once, and by character and day into another; weeks and months regroup the days (every
-figure adds up over days), and only periods with several ships or regions build their
-maps from the first table's rows. Periods are
-UTC calendar periods: a day, an ISO week (Monday to Sunday), a month; `period_start` /
-`period_end` are their first and last day.
+once, and that by character and day into another; weeks and months regroup the days
+(every figure adds up over days), and only periods with several ships or regions build
+their maps from the first table's rows. Periods are UTC calendar periods: a day, an ISO
+week (Monday to Sunday), a month; `period_start` / `period_end` are their first and last
+day.
 
 Incremental runs (the default) recompute only the (character, period) pairs that have an
 involvement written or changed since the last run (`killmails.processed_at`, the change
