@@ -40,16 +40,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import DATA_DIR, KILLMAIL_COLUMNS, database_urls, real_envelopes  # noqa: E402
 
-from wn_persist_plugin import (  # noqa: E402
-    aggregation,
-    enrichment,
-    involvement,
-    killmail,
-    migrator,
-    store,
-    universe,
-)
-from wn_persist_plugin.database import is_postgres, open_database, write_transaction  # noqa: E402
+from wn_persist_plugin.db import migrator  # noqa: E402
+from wn_persist_plugin.db.connect import is_postgres, open_database, write_transaction  # noqa: E402
+from wn_persist_plugin.enrichment import fill as enrichment  # noqa: E402
+from wn_persist_plugin.enrichment import static_data as universe  # noqa: E402
+from wn_persist_plugin.ingest import rows as involvement  # noqa: E402
+from wn_persist_plugin.ingest import store  # noqa: E402
+from wn_persist_plugin.killmails import parse as killmail  # noqa: E402
+from wn_persist_plugin.statistics import aggregation  # noqa: E402
 
 COLUMNS = KILLMAIL_COLUMNS
 GROUPS = 5

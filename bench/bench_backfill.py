@@ -83,7 +83,7 @@ def peak_rss_mib() -> float:
 
 
 def worker_baseline(archive: Path) -> dict:
-    from wn_persist_plugin.backfill import read_archive
+    from wn_persist_plugin.ingest.backfill import read_archive
 
     start = time.perf_counter()
     count = sum(1 for item in read_archive(archive) if item.envelope is not None)
@@ -93,10 +93,11 @@ def worker_baseline(archive: Path) -> dict:
 def worker_backfill(archive: Path, url: str, copies: int) -> dict:
     import datetime as dt
 
-    from wn_persist_plugin import migrator, universe
-    from wn_persist_plugin.backfill import backfill_paths
-    from wn_persist_plugin.database import open_database
-    from wn_persist_plugin.models import Killmail, TrackedCharacter
+    from wn_persist_plugin.db import migrator
+    from wn_persist_plugin.db.connect import open_database
+    from wn_persist_plugin.db.models import Involvement, TrackedCharacter
+    from wn_persist_plugin.enrichment import static_data as universe
+    from wn_persist_plugin.ingest.backfill import backfill_paths
 
     db = open_database(url)
     migrator.migrate(db)
@@ -115,8 +116,8 @@ def worker_backfill(archive: Path, url: str, copies: int) -> dict:
     summary = backfill_paths(db, [archive], enrich=True, aggregate=True)
     seconds = time.perf_counter() - start
     with db.connection_context():
-        rows = Killmail.select().count()
-        regions = Killmail.select().where(Killmail.region_id.is_null(False)).count()
+        rows = Involvement.select().count()
+        regions = Involvement.select().where(Involvement.region_id.is_null(False)).count()
     return {
         "mails": summary.mails_read,
         "matched": summary.matched,

@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import real_envelopes, timed  # noqa: E402
 
-from wn_persist_plugin.config import load_settings  # noqa: E402
 from wn_persist_plugin.hookspecs import hookimpl  # noqa: E402
-from wn_persist_plugin.host import Host, host_settings, make_plugin_manager  # noqa: E402
+from wn_persist_plugin.host.runner import Host, host_settings, make_plugin_manager  # noqa: E402
+from wn_persist_plugin.settings import load_settings  # noqa: E402
 
 
 class NoOp:

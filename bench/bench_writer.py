@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import KILLMAIL_COLUMNS, database_urls, real_envelopes  # noqa: E402
 from bench_hook import characters, replayed  # noqa: E402
 
-from wn_persist_plugin import killmail as km  # noqa: E402
-from wn_persist_plugin import migrator  # noqa: E402
-from wn_persist_plugin.database import open_database  # noqa: E402
-from wn_persist_plugin.involvement import involvement_rows  # noqa: E402
+from wn_persist_plugin.db import migrator  # noqa: E402
+from wn_persist_plugin.db.connect import open_database  # noqa: E402
+from wn_persist_plugin.ingest.rows import involvement_rows  # noqa: E402
+from wn_persist_plugin.killmails import parse as km  # noqa: E402
 from wn_persist_plugin.plugin import PersistencePlugin  # noqa: E402
 
 COLUMNS = KILLMAIL_COLUMNS

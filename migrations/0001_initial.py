@@ -12,7 +12,7 @@ from peewee import (
     Model,
 )
 
-from wn_persist_plugin.fields import ISKField, UTCDateTimeField
+from wn_persist_plugin.db.fields import ISKField, UTCDateTimeField
 
 
 def _models(db):

@@ -15,7 +15,7 @@ from peewee import (
     PostgresqlDatabase,
 )
 
-from wn_persist_plugin.fields import UTCDateTimeField
+from wn_persist_plugin.db.fields import UTCDateTimeField
 
 NEW_COLUMNS = ("solo_kills", "final_blows", "npc_deaths")
 

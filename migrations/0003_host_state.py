@@ -3,7 +3,7 @@ the host handled, under the key `r2z2.last_sequence`). A frozen copy of the mode
 
 from peewee import CharField, Model, TextField
 
-from wn_persist_plugin.fields import UTCDateTimeField
+from wn_persist_plugin.db.fields import UTCDateTimeField
 
 
 def _models(db):

@@ -4,7 +4,7 @@ imports. A frozen copy of the models as they were at this version."""
 
 from peewee import BigIntegerField, BooleanField, CharField, DoubleField, Model, TextField
 
-from wn_persist_plugin.fields import UTCDateTimeField
+from wn_persist_plugin.db.fields import UTCDateTimeField
 
 
 def _models(db):

@@ -8,6 +8,7 @@ When the server is unreachable the PostgreSQL half skips, except under CI=true, 
 from __future__ import annotations
 
 import os
+import tarfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,12 +16,13 @@ from pathlib import Path
 import pytest
 from peewee import Database
 
-from wn_persist_plugin import migrator
-from wn_persist_plugin.database import open_database
+from wn_persist_plugin.db import migrator
+from wn_persist_plugin.db.connect import open_database
 
 ADMIN_URL = os.environ.get("WN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() == "true"
-DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA_ARCHIVE = Path(__file__).resolve().parent / "data" / "real-data.tar.xz"
+"""The real killmails and static data, kept in the repository (see tests/data/README.md)."""
 BACKENDS = ["sqlite", "postgresql"]
 
 
@@ -120,15 +122,17 @@ def db(db_url: str) -> Iterator[Database]:
 
 
 @pytest.fixture(scope="session")
-def real_data_dir() -> Path:
-    if not (DATA_DIR / "killmails" / "real_killmails.jsonl").is_file():
-        pytest.skip(f"real data not found at {DATA_DIR}")
-    return DATA_DIR
+def real_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real data, extracted once per session from the repository's archive."""
+    target = tmp_path_factory.mktemp("real-data")
+    with tarfile.open(DATA_ARCHIVE) as archive:
+        archive.extractall(target, filter="data")
+    return target
 
 
 @pytest.fixture(scope="session")
 def real_envelopes(real_data_dir: Path) -> list[dict]:
-    """The 529 real killmails as R2Z2 envelopes (skips when the data is absent)."""
+    """The 529 real killmails as R2Z2 envelopes."""
     import json
 
     path = real_data_dir / "killmails" / "real_killmails.jsonl"

@@ -302,7 +302,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 import pytest  # noqa: E402
 
-from wn_persist_plugin.esi import EsiClient, EsiSettings  # noqa: E402
+from wn_persist_plugin.sources.esi import EsiClient, EsiSettings  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -208,7 +208,9 @@ def store_envelopes(
     name_of: Callable[[int], str | None] | None = None,
 ) -> int:
     """Store mails as the pipeline does; returns the number of involvement rows."""
-    from wn_persist_plugin import involvement, killmail, store
+    from wn_persist_plugin.ingest import rows as involvement
+    from wn_persist_plugin.ingest import store
+    from wn_persist_plugin.killmails import parse as killmail
 
     rows: list[dict[str, Any]] = []
     for raw in envelopes:

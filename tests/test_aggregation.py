@@ -15,14 +15,14 @@ from reference_stats import (
     store_envelopes,
 )
 
-from wn_persist_plugin import aggregation
-from wn_persist_plugin.aggregation import aggregate, period_bounds
-from wn_persist_plugin.models import (
-    Killmail,
+from wn_persist_plugin.db.models import (
+    Involvement,
     KillmailStatistics,
     StatisticsRetention,
     TrackedCharacter,
 )
+from wn_persist_plugin.statistics import aggregation
+from wn_persist_plugin.statistics.aggregation import aggregate, period_bounds
 
 UTC = dt.UTC
 PAST = dt.datetime.now(UTC) - dt.timedelta(days=1)
@@ -93,8 +93,8 @@ def _fill_regions(system_region: dict[int, int], systems: list[int]) -> None:
     for system in systems:
         by_region.setdefault(system_region[system], []).append(system)
     for region, members in by_region.items():
-        Killmail.update(region_id=region, processed_at=now).where(
-            Killmail.solar_system_id.in_(members)
+        Involvement.update(region_id=region, processed_at=now).where(
+            Involvement.solar_system_id.in_(members)
         ).execute()
 
 
@@ -223,7 +223,7 @@ def test_deleted_involvements_are_recomputed_and_empty_periods_removed(db):
     aggregate(db, now=PAST + dt.timedelta(hours=2))
     assert stats_of(1, "weekly")[dt.date(2025, 6, 2)].kills_count == 2
 
-    Killmail.delete().where(Killmail.killmail_id == 31).execute()
+    Involvement.delete().where(Involvement.killmail_id == 31).execute()
     result = aggregate(db)
     assert {p.period_type: p.rows_deleted for p in result.periods} == {
         "daily": 1,
@@ -233,7 +233,7 @@ def test_deleted_involvements_are_recomputed_and_empty_periods_removed(db):
     assert set(stats_of(1, "daily")) == {dt.date(2025, 6, 2)}
     assert stats_of(1, "weekly")[dt.date(2025, 6, 2)].kills_count == 1
 
-    Killmail.delete().execute()
+    Involvement.delete().execute()
     aggregate(db)
     assert KillmailStatistics.select().count() == 0
 
@@ -273,7 +273,7 @@ def test_rebuild_keeps_periods_retention_has_pruned(db):
     aggregate(db)
     # as if retention deleted everything before 2025-02-01
     StatisticsRetention.create(id=1, pruned_before=dt.date(2025, 2, 1), updated_at=PAST)
-    Killmail.delete().where(Killmail.killmail_id == 50).execute()
+    Involvement.delete().where(Involvement.killmail_id == 50).execute()
     result = aggregate(db, rebuild=True)
     assert result.frozen_before == dt.date(2025, 2, 1)
     assert stats_of(1, "monthly")[dt.date(2025, 1, 1)].kills_count == 1  # kept
@@ -296,8 +296,8 @@ def test_rebuild_recomputes_rows_changed_behind_the_change_marker(db):
     aggregate(db, now=PAST + dt.timedelta(hours=2))
     assert aggregate(db, now=PAST + dt.timedelta(hours=3)).rows_written == 0  # incremental
 
-    Killmail.update(total_value=Decimal("250.00"), ship_type_id=670).where(
-        Killmail.killmail_id == 60
+    Involvement.update(total_value=Decimal("250.00"), ship_type_id=670).where(
+        Involvement.killmail_id == 60
     ).execute()
     result = aggregate(db, rebuild=True)
     # kill 60 is in day, week and month of both characters: six rows
@@ -413,7 +413,7 @@ def test_character_on_both_sides_of_a_mail_counts_once_per_region(db):
         envelope(82, "2025-08-09T10:00:00Z", victim=2, attackers=[2], system=7),
     ]
     store_envelopes(db, mails, tracked, processed_at=PAST)
-    Killmail.update(region_id=10000002).where(Killmail.solar_system_id == 7).execute()
+    Involvement.update(region_id=10000002).where(Involvement.solar_system_id == 7).execute()
     aggregate(db)
     one = stats_of(1, "daily")[dt.date(2025, 8, 1)]
     assert (one.kills_count, one.deaths_count) == (2, 1)

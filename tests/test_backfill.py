@@ -12,15 +12,19 @@ import pytest
 from click.testing import CliRunner
 from fakes_esi import *  # noqa: F403 - the fake servers' fixtures
 
-from wn_persist_plugin import backfill as bf
-from wn_persist_plugin.backfill import backfill_paths, backfill_zkill_history, parse_day_range
 from wn_persist_plugin.cli import main
-from wn_persist_plugin.config import ConfigError
-from wn_persist_plugin.esi import EsiClient, EsiSettings
-from wn_persist_plugin.involvement import involvement_rows
-from wn_persist_plugin.killmail import parse
-from wn_persist_plugin.models import BackfillCursor, Killmail, TrackedCharacter
-from wn_persist_plugin.store import write_rows
+from wn_persist_plugin.db.models import BackfillCursor, Involvement, TrackedCharacter
+from wn_persist_plugin.ingest import backfill as bf
+from wn_persist_plugin.ingest.backfill import (
+    backfill_paths,
+    backfill_zkill_history,
+    parse_day_range,
+)
+from wn_persist_plugin.ingest.rows import involvement_rows
+from wn_persist_plugin.ingest.store import write_rows
+from wn_persist_plugin.killmails.parse import parse
+from wn_persist_plugin.settings import ConfigError
+from wn_persist_plugin.sources.esi import EsiClient, EsiSettings
 
 
 def write_archive(path: Path, envelopes) -> Path:
@@ -61,8 +65,8 @@ def expected_keys(envelopes, tracked) -> set[tuple[int, int, str]]:
 
 def stored_keys() -> set[tuple[int, int, str]]:
     return set(
-        Killmail.select(
-            Killmail.killmail_id, Killmail.related_character_id, Killmail.character_role
+        Involvement.select(
+            Involvement.killmail_id, Involvement.related_character_id, Involvement.character_role
         ).tuples()
     )
 
@@ -100,10 +104,10 @@ def test_archive_through_the_live_matching(db, real_envelopes, sample_tracked, t
     assert summary.rows_written == len(expected)
     assert summary.without_value == summary.matched  # EVE Ref archives carry no values
     assert summary.malformed == 0
-    assert Killmail.select().where(Killmail.total_value.is_null(False)).count() == 0
+    assert Involvement.select().where(Involvement.total_value.is_null(False)).count() == 0
     again = backfill_paths(db, [archive], track=given_half)  # idempotent
     assert again.rows_written == len(expected) and stored_keys() == expected
-    assert Killmail.select().count() == len(expected)
+    assert Involvement.select().count() == len(expected)
 
 
 def test_directory_jsonl_and_json_arrays(db, real_envelopes, real_data_dir, tmp_path):
@@ -125,8 +129,8 @@ def test_directory_jsonl_and_json_arrays(db, real_envelopes, real_data_dir, tmp_
     assert summary.without_value == len(real_envelopes) - len(with_zkb)
     valued = {
         r[0]
-        for r in Killmail.select(Killmail.killmail_id)
-        .where(Killmail.total_value.is_null(False))
+        for r in Involvement.select(Involvement.killmail_id)
+        .where(Involvement.total_value.is_null(False))
         .tuples()
     }
     assert valued == with_zkb
@@ -194,21 +198,22 @@ def test_backfill_overlapping_the_live_feed(db, real_envelopes, tmp_path):
     # Live feed first (with values), then the archive (no values): nothing doubled or lost.
     rows = [r for e in live_first for r in involvement_rows(parse(e), tracked)]
     write_rows(db, rows)
-    values = dict(Killmail.select(Killmail.id, Killmail.total_value).tuples())
+    values = dict(Involvement.select(Involvement.id, Involvement.total_value).tuples())
     archive = write_archive(tmp_path / "a.tar.bz2", with_values)
     backfill_paths(db, [archive], track=tracked)
-    assert Killmail.select().count() == len(expected_keys(with_values, tracked))
+    assert Involvement.select().count() == len(expected_keys(with_values, tracked))
     for row_id, value in values.items():
-        assert Killmail.get_by_id(row_id).total_value == value  # never the reverse
+        assert Involvement.get_by_id(row_id).total_value == value  # never the reverse
     # Backfilled without value, then the live feed brings the value: filled in.
     late = [r for e in backfill_first for r in involvement_rows(parse(e), tracked)]
-    before = {r.id: r.processed_at for r in Killmail.select().where(Killmail.total_value.is_null())}
+    unpriced = Involvement.select().where(Involvement.total_value.is_null())
+    before = {r.id: r.processed_at for r in unpriced}
     assert before
     write_rows(db, late)
-    assert Killmail.select().where(Killmail.total_value.is_null()).count() == 0
+    assert Involvement.select().where(Involvement.total_value.is_null()).count() == 0
     for row_id, stamp in before.items():
-        assert Killmail.get_by_id(row_id).processed_at > stamp
-    assert Killmail.select().count() == len(expected_keys(with_values, tracked))
+        assert Involvement.get_by_id(row_id).processed_at > stamp
+    assert Involvement.select().count() == len(expected_keys(with_values, tracked))
 
 
 def test_no_tracked_characters_is_a_configuration_error(db, tmp_path):
@@ -299,7 +304,7 @@ def test_cli_backfill_and_zkill_history(
     )
     assert result.exit_code == 0, result.output
     assert f"mails read:     {len(index)}" in result.output
-    assert Killmail.select().count() > 0
+    assert Involvement.select().count() > 0
     result = CliRunner().invoke(main, ["backfill"])
     assert result.exit_code == 2
     monkeypatch.setenv("ZKILL_HISTORY_URL", "r2z2")
@@ -310,7 +315,7 @@ def test_cli_backfill_and_zkill_history(
     assert result.exit_code == 0, result.output
     assert f"mails read:     {len(real_envelopes)}" in result.output
     # --esi filled names after the import.
-    assert Killmail.select().where(Killmail.related_character_name.is_null()).count() == 0
+    assert Involvement.select().where(Involvement.related_character_name.is_null()).count() == 0
 
 
 def test_problems_kept_are_capped_but_all_counted(db, real_envelopes, tmp_path, monkeypatch):
@@ -323,10 +328,10 @@ def test_problems_kept_are_capped_but_all_counted(db, real_envelopes, tmp_path, 
 
 
 def test_regions_are_filled_as_rows_are_written(db, real_envelopes, real_data_dir, tmp_path):
-    from wn_persist_plugin import universe
+    from wn_persist_plugin.enrichment import static_data as universe
 
     universe.import_directory(db, real_data_dir / "universe")
     archive = write_archive(tmp_path / "a.tar.bz2", real_envelopes[:50])
     backfill_paths(db, [archive], track=characters(real_envelopes[:50]), enrich=False)
-    assert Killmail.select().count() > 0
-    assert Killmail.select().where(Killmail.region_name.is_null()).count() == 0
+    assert Involvement.select().count() > 0
+    assert Involvement.select().where(Involvement.region_name.is_null()).count() == 0

@@ -8,12 +8,13 @@ import threading
 from fakes_esi import *  # noqa: F403 - the fake servers' fixtures
 from test_backfill import characters, write_archive
 
-from wn_persist_plugin import aggregation, universe
-from wn_persist_plugin import backfill as bf
-from wn_persist_plugin.backfill import backfill_paths
-from wn_persist_plugin.database import open_database
-from wn_persist_plugin.enrichment import enrich
-from wn_persist_plugin.models import Killmail, KillmailStatistics
+from wn_persist_plugin.db.connect import open_database
+from wn_persist_plugin.db.models import Involvement, KillmailStatistics
+from wn_persist_plugin.enrichment.fill import enrich
+from wn_persist_plugin.enrichment import static_data as universe
+from wn_persist_plugin.ingest import backfill as bf
+from wn_persist_plugin.ingest.backfill import backfill_paths
+from wn_persist_plugin.statistics import aggregation
 
 
 def _activity() -> str:
@@ -30,14 +31,14 @@ def test_backfill_aggregates_and_later_regions_reach_the_statistics(
     summary = backfill_paths(db, [archive], track=tracked)  # no universe tables yet
     assert summary.aggregated
     assert KillmailStatistics.select().count() > 0
-    assert Killmail.select().where(Killmail.region_id.is_null(False)).count() == 0
+    assert Involvement.select().where(Involvement.region_id.is_null(False)).count() == 0
     before = _activity()
     universe.import_directory(db, real_data_dir / "universe")
     filled = enrich(db, None)
-    assert filled.regions_filled == Killmail.select().count()
+    assert filled.regions_filled == Involvement.select().count()
     aggregation.aggregate(db)
     after = _activity()
-    regions = {(r.region_id, r.region_name) for r in Killmail.select()}
+    regions = {(r.region_id, r.region_name) for r in Involvement.select()}
     for region_id, region_name in regions:
         assert str(region_id) not in before and region_name not in before
         assert str(region_id) in after or region_name in after
@@ -46,7 +47,7 @@ def test_backfill_aggregates_and_later_regions_reach_the_statistics(
 def test_a_busy_statistics_job_leaves_the_work_to_its_next_run(
     db, db_url, real_envelopes, tmp_path, monkeypatch
 ):
-    from wn_persist_plugin.joblock import STATISTICS_JOB, job_lock
+    from wn_persist_plugin.db.joblock import STATISTICS_JOB, job_lock
 
     monkeypatch.setattr(bf, "AGGREGATE_WAIT", 0.3)
     held, release = threading.Event(), threading.Event()
@@ -70,7 +71,7 @@ def test_a_busy_statistics_job_leaves_the_work_to_its_next_run(
         holder.join()
     assert summary.ok and not summary.aggregated
     assert "busy" in summary.statistics
-    assert Killmail.select().count() > 0  # the rows are stored all the same
+    assert Involvement.select().count() > 0  # the rows are stored all the same
     aggregation.aggregate(db)  # the next run picks them up
     assert KillmailStatistics.select().count() > 0
 
@@ -83,13 +84,13 @@ def test_esi_down_then_back_regions_reach_the_statistics(
     fake_server.down = True
     summary = backfill_paths(db, [archive], track=characters(envelopes)[::4], esi=esi_client)
     assert summary.ok and summary.aggregated  # ESI down loses nothing
-    assert Killmail.select().count() > 0
-    assert Killmail.select().where(Killmail.region_id.is_null(False)).count() == 0
+    assert Involvement.select().count() > 0
+    assert Involvement.select().where(Involvement.region_id.is_null(False)).count() == 0
     before = _activity()
     fake_server.down = False
     result = enrich(db, esi_client)  # the scheduled job's step, ESI back
-    assert not result.esi_errors and result.regions_filled == Killmail.select().count()
+    assert not result.esi_errors and result.regions_filled == Involvement.select().count()
     aggregation.aggregate(db)
     after = _activity()
-    for region_id in {r.region_id for r in Killmail.select()}:
+    for region_id in {r.region_id for r in Involvement.select()}:
         assert str(region_id) not in before and str(region_id) in after

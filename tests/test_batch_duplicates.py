@@ -9,10 +9,10 @@ from decimal import Decimal
 import pytest
 from reference_stats import envelope
 
-from wn_persist_plugin import killmail as km
-from wn_persist_plugin.involvement import involvement_rows
-from wn_persist_plugin.models import Killmail
-from wn_persist_plugin.store import write_rows
+from wn_persist_plugin.db.models import Involvement
+from wn_persist_plugin.ingest.rows import involvement_rows
+from wn_persist_plugin.ingest.store import write_rows
+from wn_persist_plugin.killmails import parse as km
 
 TRACKED = 9001
 
@@ -24,17 +24,17 @@ def rows(killmail_id: int, value=None) -> list[dict]:
 
 @pytest.mark.parametrize("value_first", [False, True])
 def test_duplicate_keys_in_one_batch_written_at_once_with_the_value(db, caplog, value_first):
-    caplog.set_level(logging.DEBUG, logger="wn_persist_plugin.store")
+    caplog.set_level(logging.DEBUG, logger="wn_persist_plugin.ingest.store")
     without, with_value = rows(1), rows(1, value=5)
     batch = rows(2) + (with_value + without if value_first else without + with_value) + rows(3)
     result = write_rows(db, batch)
     assert result.rows == 4 and not result.failed
     assert not [r for r in caplog.records if "row by row" in r.getMessage()]
-    stored = {r.killmail_id: r.total_value for r in Killmail.select()}
+    stored = {r.killmail_id: r.total_value for r in Involvement.select()}
     assert stored == {1: Decimal("5.00"), 2: None, 3: None}
-    assert Killmail.select().count() == 3
+    assert Involvement.select().count() == 3
 
 
 def test_first_value_kept_as_the_database_would(db):
     write_rows(db, rows(1, value=5) + rows(1, value=7))
-    assert Killmail.get().total_value == Decimal("5.00")
+    assert Involvement.get().total_value == Decimal("5.00")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from wn_persist_plugin.config import ConfigError, load_settings, mask_url
+from wn_persist_plugin.settings import ConfigError, load_settings, mask_url
 
 
 def settings(env, **kw):

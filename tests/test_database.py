@@ -7,8 +7,8 @@ from pathlib import Path
 
 from playhouse.pool import PooledPostgresqlDatabase
 
-from wn_persist_plugin.config import load_settings
-from wn_persist_plugin.database import open_database
+from wn_persist_plugin.db.connect import open_database
+from wn_persist_plugin.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

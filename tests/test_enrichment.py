@@ -9,19 +9,19 @@ import datetime as dt
 import pytest
 from fakes_esi import *  # noqa: F403 - the fake servers' fixtures
 
-from wn_persist_plugin import universe
-from wn_persist_plugin.config import ConfigError
-from wn_persist_plugin.enrichment import (
+from wn_persist_plugin.db.models import EntityName, Involvement, TrackedCharacter, UniverseSystem
+from wn_persist_plugin.enrichment.fill import (
     RowFiller,
     cached_names,
     enrich,
     fill_from_tables,
     scheduler_step,
 )
-from wn_persist_plugin.involvement import involvement_rows
-from wn_persist_plugin.killmail import parse
-from wn_persist_plugin.models import EntityName, Killmail, TrackedCharacter, UniverseSystem
-from wn_persist_plugin.store import write_rows
+from wn_persist_plugin.enrichment import static_data as universe
+from wn_persist_plugin.ingest.rows import involvement_rows
+from wn_persist_plugin.ingest.store import write_rows
+from wn_persist_plugin.killmails.parse import parse
+from wn_persist_plugin.settings import ConfigError
 
 LONG_AGO = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 
@@ -63,22 +63,22 @@ def sde_regions(real_data_dir) -> dict[int, tuple[int, str]]:
 def test_regions_from_the_sde_for_every_stored_mail(db, real_envelopes, real_data_dir, sde_regions):
     tracked = tracked_ids(real_envelopes)
     stored = store_live(db, real_envelopes, tracked)
-    assert Killmail.select().where(Killmail.region_id.is_null(False)).count() == 0
+    assert Involvement.select().where(Involvement.region_id.is_null(False)).count() == 0
     universe.import_directory(db, real_data_dir / "universe")
     result = enrich(db, None)
     assert result.regions_filled == stored and result.region_names_filled == stored
     assert not result.esi_errors and result.systems_fetched == 0  # no ESI asked
-    for kid, system, region, name, processed in Killmail.select(
-        Killmail.killmail_id,
-        Killmail.solar_system_id,
-        Killmail.region_id,
-        Killmail.region_name,
-        Killmail.processed_at,
+    for kid, system, region, name, processed in Involvement.select(
+        Involvement.killmail_id,
+        Involvement.solar_system_id,
+        Involvement.region_id,
+        Involvement.region_name,
+        Involvement.processed_at,
     ).tuples():
         assert (region, name) == sde_regions[system], kid
         assert processed > LONG_AGO  # the change marker moved
     # Ship names from the SDE types where known; system names for all.
-    assert Killmail.select().where(Killmail.solar_system_name.is_null()).count() == 0
+    assert Involvement.select().where(Involvement.solar_system_name.is_null()).count() == 0
     again = fill_from_tables(db)
     assert again.rows_changed == 0  # nothing left to change: processed_at stays
 
@@ -97,23 +97,24 @@ def test_names_and_regions_from_esi_each_id_asked_once(
     ).execute()
     result = enrich(db, esi_client)  # universe tables empty: systems come from ESI
     assert not result.esi_errors
-    systems = {r[0] for r in Killmail.select(Killmail.solar_system_id).distinct().tuples()}
+    systems = {r[0] for r in Involvement.select(Involvement.solar_system_id).distinct().tuples()}
     assert result.systems_fetched == len(systems)
     assert len(fake_server.asked("/universe/systems/")) == len(systems)
     assert result.regions_filled == stored
-    missing = Killmail.select().where(
-        Killmail.region_name.is_null()
-        | Killmail.solar_system_name.is_null()
-        | Killmail.related_character_name.is_null()
+    missing = Involvement.select().where(
+        Involvement.region_name.is_null()
+        | Involvement.solar_system_name.is_null()
+        | Involvement.related_character_name.is_null()
     )
     assert missing.count() == 0
-    unnamed_ships = Killmail.select().where(
-        Killmail.ship_type_name.is_null(), Killmail.ship_type_id.is_null(False)
+    unnamed_ships = Involvement.select().where(
+        Involvement.ship_type_name.is_null(), Involvement.ship_type_id.is_null(False)
     )
     known_types = set(fake_data.types)
     for row in unnamed_ships:
         assert row.ship_type_id not in known_types
-    row = Killmail.select().where(Killmail.related_character_id == next(iter(tracked))).first()
+    first_tracked = next(iter(tracked))
+    row = Involvement.select().where(Involvement.related_character_id == first_tracked).first()
     assert row.related_character_name == f"Character {row.related_character_id}"
     character = TrackedCharacter.get()
     assert character.character_name and character.corporation_name.startswith("Corporation ")
@@ -137,14 +138,15 @@ def test_esi_down_then_back(db, real_envelopes, fake_server, esi_client, real_da
     assert len(down.esi_errors) == 1 and "503" in down.esi_errors[0]
     assert len(fake_server.requests) == 4  # one request and its 3 retries, then given up
     assert down.regions_filled == stored  # the SDE part does not need ESI
-    assert Killmail.select().where(Killmail.related_character_name.is_null()).count() == stored
-    before = {r.id: r.processed_at for r in Killmail.select()}
+    unnamed = Involvement.select().where(Involvement.related_character_name.is_null())
+    assert unnamed.count() == stored
+    before = {r.id: r.processed_at for r in Involvement.select()}
     fake_server.down = False
     back = enrich(db, esi_client)
     assert not back.esi_errors
     assert back.character_names_filled == stored
-    assert Killmail.select().where(Killmail.related_character_name.is_null()).count() == 0
-    for row in Killmail.select():
+    assert Involvement.select().where(Involvement.related_character_name.is_null()).count() == 0
+    for row in Involvement.select():
         assert row.processed_at > before[row.id]  # re-aggregation will pick them up
 
 
@@ -158,8 +160,8 @@ def test_error_limited_esi_is_waited_for_not_failed(
     result = enrich(db, esi_client)
     assert not result.esi_errors
     assert 5.0 in sleeps.waits and 2.0 in sleeps.waits
-    assert Killmail.select().where(Killmail.related_character_name.is_null()).count() == 0
-    assert Killmail.select().where(Killmail.region_id.is_null()).count() == 0
+    assert Involvement.select().where(Involvement.related_character_name.is_null()).count() == 0
+    assert Involvement.select().where(Involvement.region_id.is_null()).count() == 0
 
 
 def test_unknown_system_is_cached_and_not_asked_again(db, real_envelopes, fake_server, esi_client):
@@ -172,7 +174,7 @@ def test_unknown_system_is_cached_and_not_asked_again(db, real_envelopes, fake_s
     assert UniverseSystem.select().count() == 0
     enrich(db, esi_client)
     assert len(fake_server.asked("/universe/systems/39999999/")) == 1
-    assert Killmail.get().region_id is None
+    assert Involvement.get().region_id is None
 
 
 def test_enrich_inside_a_callers_transaction_keeps_it_open(db, real_envelopes, real_data_dir):
@@ -181,9 +183,9 @@ def test_enrich_inside_a_callers_transaction_keeps_it_open(db, real_envelopes, r
     with db.atomic():
         store_live(db, real_envelopes[:3], tracked)
         result = enrich(db, None)
-        assert result.regions_filled == Killmail.select().count() > 0
+        assert result.regions_filled == Involvement.select().count() > 0
     assert not db.is_closed()
-    assert Killmail.select().where(Killmail.region_id.is_null()).count() == 0
+    assert Involvement.select().where(Involvement.region_id.is_null()).count() == 0
 
 
 def test_scheduler_step(db, real_envelopes, fake_server, real_data_dir):

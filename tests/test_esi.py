@@ -9,8 +9,8 @@ import threading
 import pytest
 from fakes_esi import *  # noqa: F403 - the fake servers' fixtures
 
-from wn_persist_plugin.config import ConfigError
-from wn_persist_plugin.esi import (
+from wn_persist_plugin.settings import ConfigError
+from wn_persist_plugin.sources.esi import (
     EsiClient,
     EsiError,
     EsiNotFound,

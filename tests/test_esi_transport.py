@@ -9,7 +9,7 @@ import threading
 import pytest
 from fakes_esi import SleepRecorder
 
-from wn_persist_plugin.esi import EsiClient, EsiSettings, EsiUnavailable
+from wn_persist_plugin.sources.esi import EsiClient, EsiSettings, EsiUnavailable
 
 JITA = {"system_id": 30000142, "name": "Jita", "constellation_id": 20000020}
 BODY = b'{"system_id": 30000142, "name": "Jita", "constellation_id": 20000020}'

@@ -12,11 +12,10 @@ from fakes.r2z2 import FakeR2Z2
 from fakes.recording import FAST, HostThread, RecordingPlugin, settings_for, wait_for
 from fakes.wanderer_map import FakeMap, map_entry
 
-from wn_persist_plugin import feed_state
 from wn_persist_plugin.cli import main
-from wn_persist_plugin.config import ConfigError
 from wn_persist_plugin.hookspecs import hookimpl
-from wn_persist_plugin.host import HostSettings, host_settings
+from wn_persist_plugin.host.runner import HostSettings, feed_state, host_settings
+from wn_persist_plugin.settings import ConfigError
 
 FIRST = 90_000_000
 KEY = "map-key-never-logged-42"
@@ -327,7 +326,7 @@ def test_stats_from_a_dataclass_in_the_progress_line(db_url):
         def stats(self):
             return Stats()
 
-    from wn_persist_plugin.host import Host, make_plugin_manager
+    from wn_persist_plugin.host.runner import Host, make_plugin_manager
 
     settings = settings_for(db_url, TRACKED_CHARACTER_IDS="5")
     host = Host(
@@ -350,7 +349,7 @@ def test_progress_line(db, db_url, mails, tracked, caplog):
             **FAST,
         )
         plugin = RecordingPlugin()
-        with caplog.at_level(logging.INFO, logger="wn_persist_plugin.host"):
+        with caplog.at_level(logging.INFO, logger="wn_persist_plugin.host.runner"):
             with HostThread(settings, [plugin]) as run:
                 wait_for(lambda: FakeR2Z2.path(FIRST + 6) in feed.paths(), what="the head")
                 wait_for(lambda: "progress: seen=6" in caplog.text, what="a progress line")
@@ -465,7 +464,7 @@ def test_compose_empty_values_mean_defaults():
     """docker-compose.yml passes every unset setting as an empty string: that must mean
     'unset' (SQLite, no map, default feed), and ENABLE_PERSISTENCE picks PostgreSQL only
     through POSTGRES_HOST."""
-    from wn_persist_plugin.config import load_settings
+    from wn_persist_plugin.settings import load_settings
 
     empty = dict.fromkeys(
         [

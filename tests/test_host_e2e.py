@@ -15,7 +15,7 @@ from fakes.wanderer_map import FakeMap, map_entry
 from test_host_signals import start
 from test_writer_outage import writes_blocked
 
-from wn_persist_plugin import feed_state
+from wn_persist_plugin.host import feed_state
 from wn_persist_plugin.plugin import PersistencePlugin
 
 FIRST = 90_000_000

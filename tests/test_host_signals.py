@@ -13,8 +13,8 @@ import pytest
 from fakes.r2z2 import FakeR2Z2
 from fakes.recording import wait_for
 
-from wn_persist_plugin import feed_state
-from wn_persist_plugin.database import open_database
+from wn_persist_plugin.db.connect import open_database
+from wn_persist_plugin.host import feed_state
 
 FIRST = 90_000_000
 CLI = Path(sys.executable).with_name("wn-persist")

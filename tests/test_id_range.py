@@ -8,12 +8,12 @@ import logging
 import pytest
 from test_killmail import ZKB, esi_mail
 
-from wn_persist_plugin import killmail as km
-from wn_persist_plugin.involvement import involvement_rows
-from wn_persist_plugin.models import Killmail, TrackedCharacter
-from wn_persist_plugin.store import write_rows
-from wn_persist_plugin.tracked import TrackedEntry, TrackedSet, normalize, store_tracked
-from wn_persist_plugin.writer import Writer
+from wn_persist_plugin.db.models import Involvement, TrackedCharacter
+from wn_persist_plugin.ingest.rows import involvement_rows
+from wn_persist_plugin.ingest.store import write_rows
+from wn_persist_plugin.ingest.tracked import TrackedEntry, TrackedSet, normalize, store_tracked
+from wn_persist_plugin.ingest.writer import Writer
+from wn_persist_plugin.killmails import parse as km
 
 TRACKED = 90000002
 
@@ -49,7 +49,7 @@ def test_killmail_id_out_of_range_is_malformed():
 
 
 def test_one_out_of_range_mail_never_loses_its_writer_batch(db, caplog):
-    caplog.set_level(logging.WARNING, logger="wn_persist_plugin.writer")
+    caplog.set_level(logging.WARNING, logger="wn_persist_plugin.ingest.writer")
     tracked = TrackedSet.of([TrackedEntry(TRACKED, "me")])
     db.close()
     writer = Writer(db).start()
@@ -59,7 +59,7 @@ def test_one_out_of_range_mail_never_loses_its_writer_batch(db, caplog):
         assert writer.offer(mail, tracked)
     assert writer.stop(30)
     db.connect(reuse_if_open=True)
-    stored = sorted(Killmail.select(Killmail.killmail_id).tuples().execute(db))
+    stored = sorted(Involvement.select(Involvement.killmail_id).tuples().execute(db))
     assert stored == [(1,), (2,), (3,), (4,), (5,)]
     assert writer.counters.malformed == 1
     assert writer.counters.rows_written == 5 and writer.counters.write_errors == 0
@@ -73,7 +73,7 @@ def test_a_row_the_column_cannot_hold_fails_alone(db):
     rows[0] = dict(rows[0], ship_type_id=2**63)  # past the parser, e.g. a host's own rows
     result = write_rows(db, rows)
     assert [row["killmail_id"] for row, _ in result.failed] == [1]
-    assert Killmail.select().where(Killmail.killmail_id == 2).count() == 1
+    assert Involvement.select().where(Involvement.killmail_id == 2).count() == 1
 
 
 def test_tracked_id_out_of_range_is_an_invalid_entry(db):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-from wn_persist_plugin import killmail as km
-from wn_persist_plugin.involvement import involvement_rows, tracked_names
+from wn_persist_plugin.ingest.rows import involvement_rows, tracked_names
+from wn_persist_plugin.killmails import parse as km
 
 
 def by_id(envelopes, killmail_id):

@@ -8,9 +8,9 @@ from decimal import Decimal
 
 from reference_stats import envelope
 
-from wn_persist_plugin.fields import json_dumps
-from wn_persist_plugin.models import Killmail
-from wn_persist_plugin.persist import maybe_persist_killmail
+from wn_persist_plugin.db.fields import json_dumps
+from wn_persist_plugin.db.models import Involvement
+from wn_persist_plugin.ingest.library import maybe_persist_killmail
 
 TRACKED = 9001
 
@@ -32,7 +32,7 @@ def test_mail_decoded_with_decimal_floats_is_stored(db):
     assert isinstance(mail["zkb"]["totalValue"], Decimal)
     result = maybe_persist_killmail(mail, tracked={TRACKED: "me"})
     assert result.status == "stored" and result.rows == 1, result
-    row = Killmail.get()
+    row = Involvement.get()
     assert row.total_value == Decimal("1234.50")
     assert row.zkb_data["totalValue"] == 1234.5
     assert row.victim_data["position"] == {"x": 1.25e12, "y": -3.5, "z": 0.0}
@@ -42,5 +42,5 @@ def test_model_json_fields_take_decimals(db):
     maybe_persist_killmail(
         envelope(2, "2026-11-01T10:00:00Z", victim=TRACKED, attackers=[7], value=1), [TRACKED]
     )
-    Killmail.update(zkb_data={"totalValue": Decimal("12.5"), "points": Decimal("3")}).execute()
-    assert Killmail.get().zkb_data == {"totalValue": 12.5, "points": 3}
+    Involvement.update(zkb_data={"totalValue": Decimal("12.5"), "points": Decimal("3")}).execute()
+    assert Involvement.get().zkb_data == {"totalValue": 12.5, "points": 3}

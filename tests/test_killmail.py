@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from wn_persist_plugin import killmail as km
+from wn_persist_plugin.killmails import parse as km
 
 UTC = dt.UTC
 

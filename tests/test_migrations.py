@@ -7,10 +7,10 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from wn_persist_plugin import migrator
 from wn_persist_plugin.cli import main
-from wn_persist_plugin.database import open_database
-from wn_persist_plugin.status import database_status
+from wn_persist_plugin.db import migrator
+from wn_persist_plugin.db.connect import open_database
+from wn_persist_plugin.db.status import database_status
 
 APP_TABLES = {"tracked_characters", "killmails", "killmail_statistics"}
 

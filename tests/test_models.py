@@ -6,8 +6,8 @@ from decimal import Decimal
 import pytest
 from peewee import IntegrityError, fn
 
-from wn_persist_plugin.database import is_postgres, is_sqlite
-from wn_persist_plugin.models import Killmail, KillmailStatistics, TrackedCharacter
+from wn_persist_plugin.db.connect import is_postgres, is_sqlite
+from wn_persist_plugin.db.models import Involvement, KillmailStatistics, TrackedCharacter
 
 UTC = dt.UTC
 PLUS2 = dt.timezone(dt.timedelta(hours=2))
@@ -46,8 +46,8 @@ def test_round_trip_every_column(db):
         victim_data={"character_id": 1, "items": [{"item_type_id": 2, "items": []}]},
         attacker_data={"character_id": 2123019188, "final_blow": True},
     )
-    Killmail.insert(row).execute()
-    got = Killmail.get()
+    Involvement.insert(row).execute()
+    got = Involvement.get()
     for key, value in row.items():
         if key != "processed_at":
             assert getattr(got, key) == value, key
@@ -78,45 +78,46 @@ def test_statistics_round_trip_with_dates(db):
 
 def test_naive_datetimes_are_refused(db):
     with pytest.raises(ValueError, match="naive"):
-        Killmail.insert(involvement(kill_time=dt.datetime(2025, 1, 1))).execute()
+        Involvement.insert(involvement(kill_time=dt.datetime(2025, 1, 1))).execute()
 
 
 def test_aware_times_are_one_instant_whatever_the_offset_and_session_zone(db):
     if is_postgres(db):
         db.execute_sql("SET TIME ZONE 'Pacific/Auckland'")
     # 23:30 at +02:00 is 21:30 UTC; 01:30 at +02:00 on the 2nd is 23:30 UTC on the 1st.
-    Killmail.insert(
+    Involvement.insert(
         involvement(killmail_id=1, kill_time=dt.datetime(2025, 1, 1, 23, 30, tzinfo=PLUS2))
     ).execute()
-    Killmail.insert(
+    Involvement.insert(
         involvement(killmail_id=2, kill_time=dt.datetime(2025, 1, 2, 1, 30, tzinfo=PLUS2))
     ).execute()
-    Killmail.insert(
+    Involvement.insert(
         involvement(killmail_id=3, kill_time=dt.datetime(2025, 1, 2, 0, 0, 0, tzinfo=UTC))
     ).execute()
     start = dt.datetime(2025, 1, 1, 0, 0, tzinfo=UTC)
     end = dt.datetime(2025, 1, 2, 0, 0, tzinfo=UTC)
     in_day = (
-        Killmail.select(Killmail.killmail_id)
-        .where(Killmail.kill_time >= start, Killmail.kill_time < end)
-        .order_by(Killmail.killmail_id)
+        Involvement.select(Involvement.killmail_id)
+        .where(Involvement.kill_time >= start, Involvement.kill_time < end)
+        .order_by(Involvement.killmail_id)
     )
     assert [r.killmail_id for r in in_day] == [1, 2]
     # The same range given in another zone selects the same rows.
-    in_day_plus2 = Killmail.select().where(
-        Killmail.kill_time >= start.astimezone(PLUS2), Killmail.kill_time < end.astimezone(PLUS2)
+    in_day_plus2 = Involvement.select().where(
+        Involvement.kill_time >= start.astimezone(PLUS2),
+        Involvement.kill_time < end.astimezone(PLUS2),
     )
     assert in_day_plus2.count() == 2
     days = {
         str(r.day)[:10]: r.n
-        for r in Killmail.select(
-            fn.date(Killmail.kill_time).alias("day"), fn.COUNT(Killmail.id).alias("n")
+        for r in Involvement.select(
+            fn.date(Involvement.kill_time).alias("day"), fn.COUNT(Involvement.id).alias("n")
         )
-        .group_by(fn.date(Killmail.kill_time))
+        .group_by(fn.date(Involvement.kill_time))
         .objects()
     }
     assert days == {"2025-01-01": 2, "2025-01-02": 1}
-    got = Killmail.get(Killmail.killmail_id == 2).kill_time
+    got = Involvement.get(Involvement.killmail_id == 2).kill_time
     assert got == dt.datetime(2025, 1, 1, 23, 30, tzinfo=UTC)
 
 
@@ -130,7 +131,7 @@ def exact_sum_sql(db):
 def test_isk_sums_are_exact_to_the_cent_near_1e14(db):
     values = [Decimal("99999999999.99")] * 999 + [Decimal("0.01"), Decimal("12345.67")]
     rows = [involvement(killmail_id=i, total_value=v) for i, v in enumerate(values)]
-    Killmail.insert_many(rows).execute()
+    Involvement.insert_many(rows).execute()
     cents = int(db.execute_sql(exact_sum_sql(db)).fetchone()[0])
     expected = sum(values)
     assert expected > Decimal("9.9e13")
@@ -150,43 +151,43 @@ def test_isk_sums_are_exact_to_the_cent_near_1e14(db):
 
 
 def test_isk_column_shows_isk_to_sql_readers(db):
-    Killmail.insert(involvement(total_value=Decimal("1234.5"))).execute()
+    Involvement.insert(involvement(total_value=Decimal("1234.5"))).execute()
     raw = db.execute_sql("SELECT total_value FROM killmails").fetchone()[0]
     assert str(raw) == "1234.50"
 
 
 def test_involvement_key_is_killmail_character_role(db):
-    Killmail.insert(involvement(related_character_id=1, character_role="attacker")).execute()
-    Killmail.insert(involvement(related_character_id=2, character_role="attacker")).execute()
-    Killmail.insert(involvement(related_character_id=1, character_role="victim")).execute()
+    Involvement.insert(involvement(related_character_id=1, character_role="attacker")).execute()
+    Involvement.insert(involvement(related_character_id=2, character_role="attacker")).execute()
+    Involvement.insert(involvement(related_character_id=1, character_role="victim")).execute()
     with pytest.raises(IntegrityError), db.atomic():
-        Killmail.insert(involvement(related_character_id=1, character_role="attacker")).execute()
+        Involvement.insert(involvement(related_character_id=1, character_role="attacker")).execute()
     # a redelivery can be ignored on both dialects with the same statement
     (
-        Killmail.insert(involvement(related_character_id=2, character_role="attacker"))
+        Involvement.insert(involvement(related_character_id=2, character_role="attacker"))
         .on_conflict(
             action="nothing",
             conflict_target=[
-                Killmail.killmail_id,
-                Killmail.related_character_id,
-                Killmail.character_role,
+                Involvement.killmail_id,
+                Involvement.related_character_id,
+                Involvement.character_role,
             ],
         )
         .execute()
     )
-    assert Killmail.select().count() == 3
+    assert Involvement.select().count() == 3
 
 
 def test_json_columns_can_be_queried(db):
-    Killmail.insert(
+    Involvement.insert(
         involvement(killmail_id=1, zkb_data={"solo": True, "labels": ["pvp"]})
     ).execute()
-    Killmail.insert(
+    Involvement.insert(
         involvement(killmail_id=2, related_character_id=9, zkb_data={"solo": False})
     ).execute()
-    solo = Killmail.select().where(Killmail.zkb_data["solo"] == True)  # noqa: E712
+    solo = Involvement.select().where(Involvement.zkb_data["solo"] == True)  # noqa: E712
     assert [r.killmail_id for r in solo] == [1]
-    labelled = Killmail.select().where(Killmail.zkb_data.has_key("labels"))
+    labelled = Involvement.select().where(Involvement.zkb_data.has_key("labels"))
     assert [r.killmail_id for r in labelled] == [1]
 
 

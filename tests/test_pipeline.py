@@ -14,9 +14,9 @@ import pytest
 from test_killmail import SHAPES
 
 from wn_persist_plugin import hookspecs
-from wn_persist_plugin.config import ConfigError
-from wn_persist_plugin.models import Killmail, TrackedCharacter
+from wn_persist_plugin.db.models import Involvement, TrackedCharacter
 from wn_persist_plugin.plugin import PersistencePlugin
+from wn_persist_plugin.settings import ConfigError
 
 NO_DOTENV = Path("/nonexistent/.env")
 
@@ -63,8 +63,8 @@ def expected_keys(envelopes, tracked):
 
 
 def stored_keys():
-    query = Killmail.select(
-        Killmail.killmail_id, Killmail.related_character_id, Killmail.character_role
+    query = Involvement.select(
+        Involvement.killmail_id, Involvement.related_character_id, Involvement.character_role
     ).tuples()
     return set(query)
 
@@ -133,7 +133,7 @@ def test_real_corpus_stores_every_tracked_involvement(db, db_url, real_envelopes
     assert stats.rows_written == len(want) and stats.write_errors == 0 and stats.dropped == 0
     # Names from the tracked list; values exactly zkb.totalValue; no zkb -> NULL.
     by_mail = {e["killmail_id"]: e for e in real_envelopes}
-    for row in Killmail.select().limit(300):
+    for row in Involvement.select().limit(300):
         assert row.related_character_name == f"N{row.related_character_id}"
         zkb = by_mail[row.killmail_id]["zkb"]
         if zkb is None:
@@ -152,19 +152,19 @@ def test_redelivery_changes_nothing_and_a_later_value_fills_in(db, db_url, real_
     first = with_zkb[0]
     host.kill(dict(first, zkb=None))  # first delivered without a value (an ESI-only source)
     host.plugin.flush(30)
-    assert {r.total_value for r in Killmail.select()} <= {None}
+    assert {r.total_value for r in Involvement.select()} <= {None}
     host.kill(*with_zkb)
     host.plugin.flush(30)
     before = {
         (r.killmail_id, r.related_character_id, r.character_role): (r.total_value, r.processed_at)
-        for r in Killmail.select()
+        for r in Involvement.select()
     }
     assert all(value is not None for value, _ in before.values())
     host.kill(*with_zkb, *with_zkb)
     host.plugin.flush(30)
     after = {
         (r.killmail_id, r.related_character_id, r.character_role): (r.total_value, r.processed_at)
-        for r in Killmail.select()
+        for r in Involvement.select()
     }
     assert after == before
     assert set(before) == expected_keys(with_zkb, set(tracked))
@@ -191,7 +191,7 @@ def test_every_envelope_shape_through_the_hook(db, db_url):
                         part[key] = killmail_id
         host.kill(envelope)
     host.plugin.flush(30)
-    rows = {r.killmail_id: r for r in Killmail.select()}
+    rows = {r.killmail_id: r for r in Involvement.select()}
     assert sorted(rows) == list(range(1000, 1000 + len(SHAPES)))
     for row in rows.values():
         assert row.character_role == "attacker"
@@ -227,7 +227,7 @@ def test_malformed_mails_are_counted_logged_and_never_raised(db, db_url, caplog)
     stats = host.plugin.stats()
     assert stats.malformed == 7
     assert stats.seen == 8 and stats.errors == 0
-    assert [r.killmail_id for r in Killmail.select()] == [131126432]
+    assert [r.killmail_id for r in Involvement.select()] == [131126432]
     logged = " ".join(r.getMessage() for r in caplog.records)
     for killmail_id in (71, 72, 73, 74, 77):
         assert f"killmail {killmail_id}" in logged

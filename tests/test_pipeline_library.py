@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from test_killmail import SHAPES, esi_mail
 
-from wn_persist_plugin.models import Killmail
-from wn_persist_plugin.persist import get_character_killmails, maybe_persist_killmail
-from wn_persist_plugin.tracked import normalize, store_tracked
+from wn_persist_plugin.db.models import Involvement
+from wn_persist_plugin.ingest.library import get_character_killmails, maybe_persist_killmail
+from wn_persist_plugin.ingest.tracked import normalize, store_tracked
 
 UTC = dt.UTC
 
@@ -27,7 +27,7 @@ def test_stored_ignored_error_with_tracked_from_the_table(db):
     result = maybe_persist_killmail(SHAPES["wanderer_kills"]())
     assert (result.status, result.killmail_id, result.rows) == ("stored", 131126432, 1)
     assert result.stored
-    row = Killmail.get()
+    row = Involvement.get()
     assert row.related_character_name == "Attacker 0"
     assert row.total_value == Decimal("10123456.78")
 
@@ -40,7 +40,7 @@ def test_stored_ignored_error_with_tracked_from_the_table(db):
     bad_time = mail_at(10, "never", attacker=90000002)
     result = maybe_persist_killmail(bad_time)
     assert result.status == "error" and "kill time" in result.reason
-    assert Killmail.select().count() == 1
+    assert Involvement.select().count() == 1
 
 
 def test_explicit_tracked_set_and_redelivery_is_idempotent(db):
@@ -48,7 +48,7 @@ def test_explicit_tracked_set_and_redelivery_is_idempotent(db):
     first = maybe_persist_killmail(envelope, tracked={90000001: "Victim", 90000003: None})
     again = maybe_persist_killmail(envelope, tracked=[90000001, 90000003])
     assert (first.status, first.rows, again.status, again.rows) == ("stored", 2, "stored", 2)
-    rows = sorted(Killmail.select(), key=lambda r: r.character_role)
+    rows = sorted(Involvement.select(), key=lambda r: r.character_role)
     assert [(r.character_role, r.related_character_id) for r in rows] == [
         ("attacker", 90000003),
         ("victim", 90000001),
@@ -59,7 +59,7 @@ def test_explicit_tracked_set_and_redelivery_is_idempotent(db):
 def test_a_mail_without_zkb_is_stored_without_a_value(db):
     result = maybe_persist_killmail(esi_mail(), tracked=[90000001])
     assert result.status == "stored"
-    assert Killmail.get().total_value is None
+    assert Involvement.get().total_value is None
 
 
 def test_get_character_killmails_newest_first_with_bounds(db):

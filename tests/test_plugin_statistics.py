@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from test_pipeline import Host, sample_characters
 
-from wn_persist_plugin import universe
-from wn_persist_plugin.models import Killmail, KillmailStatistics
+from wn_persist_plugin.db.models import Involvement, KillmailStatistics
+from wn_persist_plugin.enrichment import static_data as universe
 
 UNKNOWN_REGION = "unknown"
 
@@ -27,16 +27,17 @@ def test_scheduler_lives_with_the_plugin_and_aggregates_stored_mails(
         host.track([{"character_id": c} for c in tracked])
         host.kill(*real_envelopes)
         assert host.plugin.flush(60)
-        assert Killmail.select().count() > 0
+        assert Involvement.select().count() > 0
         report = scheduler.run_now()
         assert report.ok, report.error
         characters = {
-            r.related_character_id for r in Killmail.select(Killmail.related_character_id)
+            r.related_character_id for r in Involvement.select(Involvement.related_character_id)
         }
         daily = KillmailStatistics.select().where(KillmailStatistics.period_type == "daily")
         assert {s.character_id for s in daily} == characters
         # every stored mail got its region from the universe tables as it was written ...
-        missing = Killmail.select(Killmail.solar_system_id).where(Killmail.region_id.is_null())
+        I = Involvement  # noqa: E741
+        missing = I.select(I.solar_system_id).where(I.region_id.is_null())
         assert not missing.exists(), sorted({r.solar_system_id for r in missing})[:10]
         # ... so region activity names real regions only
         monthly = KillmailStatistics.select().where(KillmailStatistics.period_type == "monthly")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from wn_persist_plugin.models import TrackedCharacter
-from wn_persist_plugin.tracked import load_tracked, normalize, store_tracked
+from wn_persist_plugin.db.models import TrackedCharacter
+from wn_persist_plugin.ingest.tracked import load_tracked, normalize, store_tracked
 
 UTC = dt.UTC
 

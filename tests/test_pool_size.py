@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from test_id_range import TRACKED, envelope
 
-from wn_persist_plugin import migrator
-from wn_persist_plugin.config import ConfigError, load_settings
-from wn_persist_plugin.database import open_database
-from wn_persist_plugin.models import Killmail
-from wn_persist_plugin.tracked import TrackedEntry, TrackedSet
-from wn_persist_plugin.writer import Writer, WriterSettings
+from wn_persist_plugin.db import migrator
+from wn_persist_plugin.db.connect import open_database
+from wn_persist_plugin.db.models import Involvement
+from wn_persist_plugin.ingest.tracked import TrackedEntry, TrackedSet
+from wn_persist_plugin.ingest.writer import Writer, WriterSettings
+from wn_persist_plugin.settings import ConfigError, load_settings
 
 
 def settings(tmp_path: Path, **env: str):
@@ -68,5 +68,5 @@ def test_writer_waits_for_a_pooled_connection_instead_of_giving_up(postgres_serv
     assert writer.stop(10)
     assert writer.counters.lost == 0 and writer.counters.rows_written == 1
     with db.connection_context():
-        assert Killmail.select().count() == 1
+        assert Involvement.select().count() == 1
     db.close_all()

@@ -10,7 +10,7 @@ import pytest
 from fakes.r2z2 import FakeR2Z2
 
 from wn_persist_plugin import __version__
-from wn_persist_plugin.r2z2 import R2Z2Client, make_limiter, retry_after_seconds
+from wn_persist_plugin.sources.r2z2 import R2Z2Client, make_limiter, retry_after_seconds
 
 FIRST = 90_000_000
 
@@ -89,7 +89,7 @@ def test_failures_are_logged_and_retried(envelopes, fault, where, caplog):
         feed.fail(path, fault, fault)
         c = client(feed.url, timeout=0.3)
         stop = threading.Event()
-        with caplog.at_level(logging.WARNING, logger="wn_persist_plugin.r2z2"):
+        with caplog.at_level(logging.WARNING, logger="wn_persist_plugin.sources.r2z2"):
             if where == "object":
                 delivery = c.next_mail(FIRST + 1, stop)
                 assert delivery is not None and delivery.sequence == FIRST + 1

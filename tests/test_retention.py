@@ -8,9 +8,9 @@ import datetime as dt
 import pytest
 from reference_stats import envelope, store_envelopes
 
-from wn_persist_plugin.aggregation import aggregate
-from wn_persist_plugin.models import Killmail, KillmailStatistics, StatisticsRetention
-from wn_persist_plugin.retention import cutoff_day, prune
+from wn_persist_plugin.db.models import Involvement, KillmailStatistics, StatisticsRetention
+from wn_persist_plugin.statistics.aggregation import aggregate
+from wn_persist_plugin.statistics.retention import cutoff_day, prune
 
 UTC = dt.UTC
 NOW = dt.datetime(2025, 7, 1, 5, 0, tzinfo=UTC)
@@ -31,7 +31,7 @@ def figures() -> dict:
 
 
 def kill_ids() -> set[int]:
-    return {k.killmail_id for k in Killmail.select(Killmail.killmail_id)}
+    return {k.killmail_id for k in Involvement.select(Involvement.killmail_id)}
 
 
 @pytest.fixture

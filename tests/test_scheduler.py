@@ -14,11 +14,11 @@ import time
 import pytest
 from reference_stats import envelope, store_envelopes
 
-from wn_persist_plugin.aggregation import aggregate
-from wn_persist_plugin.config import ConfigError, Settings, load_settings
-from wn_persist_plugin.joblock import JobBusy, job_lock
-from wn_persist_plugin.models import Killmail, KillmailStatistics
-from wn_persist_plugin.scheduler import Scheduler
+from wn_persist_plugin.db.joblock import JobBusy, job_lock
+from wn_persist_plugin.db.models import Involvement, KillmailStatistics
+from wn_persist_plugin.settings import ConfigError, Settings, load_settings
+from wn_persist_plugin.statistics.aggregation import aggregate
+from wn_persist_plugin.statistics.scheduler import Scheduler
 
 UTC = dt.UTC
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,7 +54,7 @@ def test_run_now_enriches_then_aggregates_then_prunes(db, db_url):
 
     def enrich(database):
         seen.append(KillmailStatistics.select().count())
-        Killmail.update(region_id=10000002, processed_at=past).execute()
+        Involvement.update(region_id=10000002, processed_at=past).execute()
 
     scheduler = Scheduler(settings_for(db_url), db, before_aggregation=[enrich])
     report = scheduler.run_now()
@@ -62,7 +62,7 @@ def test_run_now_enriches_then_aggregates_then_prunes(db, db_url):
     assert seen == [0]  # enrichment ran before any statistics existed
     assert report.aggregate.rows_written == 6
     assert report.prune.deleted == 1
-    assert {k.killmail_id for k in Killmail.select()} == {2}
+    assert {k.killmail_id for k in Involvement.select()} == {2}
     assert all(s.region_activity == {"10000002": 1} for s in KillmailStatistics.select())
     assert KillmailStatistics.select().count() == 6  # statistics of the pruned mail kept
 
@@ -135,8 +135,8 @@ def test_invalid_cron_stops_startup(db):
 HOLDER = textwrap.dedent(
     """
     import sys
-    from wn_persist_plugin.database import open_database
-    from wn_persist_plugin.joblock import job_lock
+    from wn_persist_plugin.db.connect import open_database
+    from wn_persist_plugin.db.joblock import job_lock
     db = open_database(sys.argv[1])
     with job_lock(db, wait=30):
         print("locked", flush=True)
@@ -147,9 +147,9 @@ HOLDER = textwrap.dedent(
 RUNNER = textwrap.dedent(
     """
     import json, sys, time
-    from wn_persist_plugin.config import load_settings
-    from wn_persist_plugin.database import open_database
-    from wn_persist_plugin.scheduler import Scheduler
+    from wn_persist_plugin.settings import load_settings
+    from wn_persist_plugin.db.connect import open_database
+    from wn_persist_plugin.statistics.scheduler import Scheduler
     url, log, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
     db = open_database(url)
     spans = []

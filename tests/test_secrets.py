@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from wn_persist_plugin.config import ConfigError, Settings, load_settings, mask_url
+from wn_persist_plugin.settings import ConfigError, Settings, load_settings, mask_url
 
 SECRET = "se/cr#e?t@x:y"  # unencoded characters URL parsers mistake for later parts
 

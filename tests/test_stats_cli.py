@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from reference_stats import envelope, store_envelopes
 
 from wn_persist_plugin.cli import main
-from wn_persist_plugin.models import KillmailStatistics, TrackedCharacter
-from wn_persist_plugin.stats_query import efficiency, human_isk, top_ships
+from wn_persist_plugin.db.models import KillmailStatistics, TrackedCharacter
+from wn_persist_plugin.statistics.queries import efficiency, human_isk, top_ships
 
 UTC = dt.UTC
 PAST = dt.datetime.now(UTC) - dt.timedelta(days=1)

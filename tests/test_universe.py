@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 from fakes_esi import *  # noqa: F403 - the fake servers' fixtures
 
-from wn_persist_plugin import universe
 from wn_persist_plugin.cli import main
-from wn_persist_plugin.models import UniverseRegion, UniverseSystem, UniverseType
+from wn_persist_plugin.db.models import UniverseRegion, UniverseSystem, UniverseType
+from wn_persist_plugin.enrichment import static_data as universe
 
 
 def _csv_count(path) -> int:

@@ -20,9 +20,9 @@ from conftest import ADMIN_URL
 from test_killmail import esi_mail
 from test_pipeline import Host
 
-from wn_persist_plugin import database
-from wn_persist_plugin.database import open_database
-from wn_persist_plugin.models import Killmail
+from wn_persist_plugin.db import connect as database
+from wn_persist_plugin.db.connect import open_database
+from wn_persist_plugin.db.models import Involvement
 
 TRACKED = 90000002
 
@@ -37,7 +37,7 @@ def mails(count: int, start: int = 1) -> list[dict]:
 def stored_ids(url: str) -> list[int]:
     db = open_database(url, bind=False)
     try:
-        return [row[0] for row in Killmail.select(Killmail.killmail_id).tuples().execute(db)]
+        return [row[0] for row in Involvement.select(Involvement.killmail_id).tuples().execute(db)]
     finally:
         db.close()
 

@@ -7,10 +7,10 @@ from decimal import Decimal
 
 from test_killmail import esi_mail
 
-from wn_persist_plugin import killmail as km
-from wn_persist_plugin.involvement import involvement_rows
-from wn_persist_plugin.models import Killmail
-from wn_persist_plugin.store import write_rows
+from wn_persist_plugin.db.models import Involvement
+from wn_persist_plugin.ingest.rows import involvement_rows
+from wn_persist_plugin.ingest.store import write_rows
+from wn_persist_plugin.killmails import parse as km
 
 
 def rows_for(killmail_id: int) -> list[dict]:
@@ -28,7 +28,7 @@ def test_one_bad_row_never_loses_the_rest(db):
     assert [row["killmail_id"] for row, _ in result.failed] == [2, 3]
     assert all(reason for _, reason in result.failed)
     stored = set(
-        Killmail.select(Killmail.killmail_id, Killmail.character_role).tuples().execute(db)
+        Involvement.select(Involvement.killmail_id, Involvement.character_role).tuples().execute(db)
     )
     assert stored == {(1, "victim"), (1, "attacker"), (2, "attacker"), (3, "attacker")}
 
@@ -36,12 +36,12 @@ def test_one_bad_row_never_loses_the_rest(db):
 def test_values_round_trip_through_the_driver_path(db):
     rows = rows_for(9)
     assert not write_rows(db, rows).failed
-    victim = Killmail.get(Killmail.character_role == "victim")
+    victim = Involvement.get(Involvement.character_role == "victim")
     assert victim.total_value == Decimal("12.35")
     assert victim.kill_time == dt.datetime(2025, 11, 2, 18, 40, 11, tzinfo=dt.UTC)
     assert victim.victim_data["items"][0]["item_type_id"] == 2
     assert victim.zkb_data == {"totalValue": 12.345}
     assert victim.attacker_data is None and victim.npc is False and victim.attacker_count == 3
-    attacker = Killmail.get(Killmail.character_role == "attacker")
+    attacker = Involvement.get(Involvement.character_role == "attacker")
     assert attacker.attacker_data["character_id"] == 90000002 and attacker.final_blow is True
     assert "items" not in attacker.victim_data

@@ -8,9 +8,9 @@ import threading
 
 from test_id_range import TRACKED, envelope
 
-from wn_persist_plugin.models import Killmail
-from wn_persist_plugin.tracked import TrackedEntry, TrackedSet
-from wn_persist_plugin.writer import Writer
+from wn_persist_plugin.db.models import Involvement
+from wn_persist_plugin.ingest.tracked import TrackedEntry, TrackedSet
+from wn_persist_plugin.ingest.writer import Writer
 
 SNAPSHOT = TrackedSet.of([TrackedEntry(TRACKED)])
 
@@ -45,7 +45,7 @@ def test_mail_offered_while_stopping_is_written_or_counted(db):
     stopped.set()
     offering.join(5)
     db.connect(reuse_if_open=True)
-    written = Killmail.select().count()
+    written = Involvement.select().count()
     accepted = results == [True]
     # Every mail is accounted for: written, refused (dropped) or lost (logged).
     assert written + writer.dropped + writer.counters.lost == 1

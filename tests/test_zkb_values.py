@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from reference_stats import envelope
 
-from wn_persist_plugin import killmail as km
-from wn_persist_plugin import stats_query as sq
-from wn_persist_plugin.aggregation import aggregate
-from wn_persist_plugin.models import Killmail
-from wn_persist_plugin.persist import maybe_persist_killmail
+from wn_persist_plugin.db.models import Involvement
+from wn_persist_plugin.ingest.library import maybe_persist_killmail
+from wn_persist_plugin.killmails import parse as km
+from wn_persist_plugin.statistics import queries as sq
+from wn_persist_plugin.statistics.aggregation import aggregate
 
 TRACKED = 9001
 BAD = [-1.5, "-0.01", float("nan"), "NaN", float("inf"), "-inf"]
@@ -43,7 +43,7 @@ def test_persisted_without_a_value_and_statistics_stay_sound(db, value):
     result = maybe_persist_killmail(with_value(value), tracked={TRACKED: "me"})
     assert result.status == "stored" and result.rows == 1
     assert "totalValue" in result.reason
-    row = Killmail.get()
+    row = Involvement.get()
     assert row.total_value is None and row.zkb_data is None
     aggregate(db)
     daily = sq.character_periods(db, TRACKED, "daily")

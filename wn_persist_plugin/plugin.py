@@ -31,14 +31,15 @@ from typing import Any
 
 from peewee import Database, InterfaceError, OperationalError
 
-from . import enrichment, migrator
-from .config import Settings, load_settings
-from .database import open_database
+from .db import migrator
+from .db.connect import open_database
+from .enrichment import fill as enrichment
 from .hookspecs import hookimpl
-from .killmail import MalformedKillmail, involves, killmail_id_of
-from .scheduler import Scheduler
-from .tracked import TrackedSet, load_tracked, normalize, store_tracked
-from .writer import Writer, WriterSettings, _first_line
+from .ingest.tracked import TrackedSet, load_tracked, normalize, store_tracked
+from .ingest.writer import Writer, WriterSettings, _first_line
+from .killmails.parse import MalformedKillmail, involves, killmail_id_of
+from .settings import Settings, load_settings
+from .statistics.scheduler import Scheduler
 
 log = logging.getLogger("wn_persist_plugin")
 

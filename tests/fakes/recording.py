@@ -8,9 +8,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from wn_persist_plugin.config import Settings, load_settings
 from wn_persist_plugin.hookspecs import hookimpl
-from wn_persist_plugin.host import Host, HostSettings, RunResult, host_settings, make_plugin_manager
+from wn_persist_plugin.host.runner import (
+    Host,
+    HostSettings,
+    RunResult,
+    host_settings,
+    make_plugin_manager,
+)
+from wn_persist_plugin.settings import Settings, load_settings
 
 
 class RecordingPlugin:

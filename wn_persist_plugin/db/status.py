@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 from peewee import Database
 
+from ..settings import mask_url
 from . import migrator
-from .config import mask_url
-from .database import database_size
+from .connect import database_size
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from peewee import Database, DatabaseProxy, PostgresqlDatabase, SqliteDatabase
 from playhouse import db_url
 
-from .config import Settings
+from ..settings import Settings
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",

@@ -25,7 +25,7 @@ from typing import Any
 import requests
 from pyrate_limiter import Duration, Limiter, Rate, SingleBucketFactory, StateBucket
 
-from . import __version__
+from .. import __version__
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import datetime as dt
 
 from peewee import Database
 
-from .database import write_transaction
-from .models import FeedState
+from ..db.connect import write_transaction
+from ..db.models import FeedState
 
 LAST_SEQUENCE = "r2z2.last_sequence"
 

@@ -14,11 +14,11 @@ from typing import Any, Literal
 
 from peewee import Database
 
-from . import killmail as km
-from .database import database_proxy
-from .fields import to_utc
-from .involvement import involvement_rows
-from .models import Killmail, TrackedCharacter
+from ..db.connect import database_proxy
+from ..db.fields import to_utc
+from ..db.models import Involvement, TrackedCharacter
+from ..killmails import parse as km
+from .rows import involvement_rows
 from .store import write_rows
 
 Status = Literal["stored", "ignored", "error"]
@@ -117,7 +117,7 @@ def get_character_killmails(
     from_date: dt.date | dt.datetime | None = None,
     to_date: dt.date | dt.datetime | None = None,
     limit: int = 100,
-) -> list[Killmail]:
+) -> list[Involvement]:
     """The character's involvements (kills and losses), newest first, at most `limit`.
 
     Dates are whole UTC days, both inclusive; aware datetimes are exact bounds (from
@@ -128,12 +128,12 @@ def get_character_killmails(
         raise ValueError("limit must be at least 1")
     start = _bound(from_date, end=False)
     stop = _bound(to_date, end=True)
-    query = Killmail.select().where(Killmail.related_character_id == cid)
+    query = Involvement.select().where(Involvement.related_character_id == cid)
     if start is not None:
-        query = query.where(Killmail.kill_time >= start)
+        query = query.where(Involvement.kill_time >= start)
     if stop is not None:
-        query = query.where(Killmail.kill_time < stop)
+        query = query.where(Involvement.kill_time < stop)
     query = query.order_by(
-        Killmail.kill_time.desc(), Killmail.killmail_id.desc(), Killmail.character_role
+        Involvement.kill_time.desc(), Involvement.killmail_id.desc(), Involvement.character_role
     ).limit(limit)
     return list(query)

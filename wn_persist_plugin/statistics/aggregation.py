@@ -34,8 +34,8 @@ from typing import Any
 
 from peewee import Database
 
-from .database import is_postgres, write_transaction
-from .joblock import STATISTICS_JOB, job_lock
+from ..db.connect import is_postgres, write_transaction
+from ..db.joblock import STATISTICS_JOB, job_lock
 
 log = logging.getLogger(__name__)
 
@@ -427,14 +427,14 @@ def _has_involvements(sql: _Sql, period_type: str) -> str:
 
 
 def _watermarks(db: Database) -> dict[str, dt.datetime]:
-    from .models import StatisticsWatermark
+    from ..db.models import StatisticsWatermark
 
     return {w.period_type: w.changes_since for w in StatisticsWatermark.select()}
 
 
 def frozen_before(db: Database) -> dt.date | None:
     """Retention's boundary: periods starting before this day keep their figures."""
-    from .models import StatisticsRetention
+    from ..db.models import StatisticsRetention
 
     row = StatisticsRetention.get_or_none(StatisticsRetention.id == 1)
     return row.pruned_before if row else None
@@ -521,7 +521,7 @@ def _aggregate_period(
     started: dt.datetime,
     overlap: dt.timedelta,
 ) -> PeriodResult:
-    from .models import StatisticsWatermark
+    from ..db.models import StatisticsWatermark
 
     sql = _Sql(db)
     with write_transaction(db):
@@ -807,7 +807,7 @@ def _incremental(
 
 def _forget_consumed_deletions(db: Database) -> None:
     """Deletion marks every period type has read are no longer needed."""
-    from .models import StatisticsDeletion
+    from ..db.models import StatisticsDeletion
 
     absorbed = absorbed_before(db)
     if absorbed is not None:

@@ -9,10 +9,11 @@ from typing import Any
 import click
 from peewee import Database, InterfaceError, OperationalError, ProgrammingError
 
-from . import __version__, migrator
-from .config import ConfigError, Settings, load_settings, mask_secrets
-from .database import open_database
-from .status import database_status
+from .. import __version__
+from ..db import migrator
+from ..db.connect import open_database
+from ..db.status import database_status
+from ..settings import ConfigError, Settings, load_settings, mask_secrets
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -165,8 +166,8 @@ def _check_period_name(period: str | None) -> None:
 @pass_app
 def aggregate(app: AppContext, period: str | None, since: str | None, rebuild: bool) -> None:
     """Update daily, weekly and monthly statistics (incremental unless --rebuild)."""
-    from .aggregation import aggregate as run_aggregate
-    from .joblock import JobBusy
+    from ..db.joblock import JobBusy
+    from ..statistics.aggregation import aggregate as run_aggregate
 
     _check_period_name(period)
     day = _parse_day(since)
@@ -196,8 +197,8 @@ def aggregate(app: AppContext, period: str | None, since: str | None, rebuild: b
 @pass_app
 def prune(app: AppContext, dry_run: bool) -> None:
     """Delete involvements older than PERSISTENCE_RETENTION_DAYS (once aggregated)."""
-    from .joblock import JobBusy
-    from .retention import prune as run_prune
+    from ..db.joblock import JobBusy
+    from ..statistics.retention import prune as run_prune
 
     days = app.settings.retention_days
     try:
@@ -237,7 +238,7 @@ def stats(
     """A character's statistics per period, or (--top N) the latest period's leaderboard."""
     import json
 
-    from . import stats_query as sq
+    from ..statistics import queries as sq
 
     _check_period_name(period)
     if by not in ("isk", "kills"):
@@ -309,7 +310,7 @@ def stats(
 
 
 def _esi_client(app: AppContext) -> Any:
-    from .esi import EsiClient, esi_settings
+    from ..sources.esi import EsiClient, esi_settings
 
     try:
         return EsiClient(esi_settings(app.settings.extra))
@@ -333,7 +334,7 @@ def universe_import(
     """Load the SDE (Fuzzwork CSV) into the universe tables."""
     import tempfile
 
-    from . import universe as sde
+    from ..enrichment import static_data as sde
 
     if bool(from_dir) == download:
         fail("give either --from DIR or --download")
@@ -361,7 +362,7 @@ def universe_import(
 @pass_app
 def enrich(app: AppContext, esi: bool) -> None:
     """Fill regions and names of stored killmails (universe tables, names cache, ESI)."""
-    from .enrichment import enrich as run
+    from ..enrichment.fill import enrich as run
 
     result = run(app.db, _esi_client(app) if esi else None)
     click.echo(f"regions filled:          {result.regions_filled}")
@@ -391,8 +392,8 @@ def backfill(
 ) -> None:
     """Import past killmails: JSON/JSONL files, folders, EVE Ref .tar.bz2 archives, or
     zKillboard history (--zkill-history 2026-01-01..2026-01-31). Exit 1 if any was bad."""
-    from . import backfill as bf
-    from .esi import EsiClient, EsiSettings
+    from ..ingest import backfill as bf
+    from ..sources.esi import EsiClient, EsiSettings
 
     if not paths and not zkill:
         fail("give PATH... or --zkill-history FROM..TO")
@@ -464,7 +465,7 @@ def run(app: AppContext, track: tuple[str, ...]) -> None:
     Tracked characters come from the Wanderer map API (MAP_URL, MAP_NAME, MAP_API_KEY)
     and/or TRACKED_CHARACTER_IDS / --track. Stops cleanly on SIGINT / SIGTERM.
     """
-    from .host import Host, host_settings
+    from ..host.runner import Host, host_settings
 
     try:
         options = host_settings(app.settings, track)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from .killmail import Killmail, Participant
-from .models import ROLE_ATTACKER, ROLE_VICTIM
+from ..db.models import ROLE_ATTACKER, ROLE_VICTIM
+from ..killmails.parse import Killmail, Participant
 
 NameLookup = Callable[[int], str | None]
 

@@ -19,7 +19,7 @@ from peewee import (
     TextField,
 )
 
-from .database import database_proxy
+from .connect import database_proxy
 from .fields import ISKField, UTCDateTimeField, json_dumps
 
 ROLE_ATTACKER = "attacker"
@@ -49,7 +49,7 @@ class TrackedCharacter(BaseModel):
         table_name = "tracked_characters"
 
 
-class Killmail(BaseModel):
+class Involvement(BaseModel):
     """One involvement: a tracked character on one killmail in one role."""
 
     id = BigAutoField()
@@ -241,7 +241,7 @@ class FeedState(BaseModel):
 
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     TrackedCharacter,
-    Killmail,
+    Involvement,
     KillmailStatistics,
     StatisticsWatermark,
     StatisticsRetention,

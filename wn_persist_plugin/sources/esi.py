@@ -22,8 +22,8 @@ from typing import Any
 
 import requests
 
-from . import __version__
-from .config import ConfigError, parse_int
+from .. import __version__
+from ..settings import ConfigError, parse_int
 
 log = logging.getLogger(__name__)
 

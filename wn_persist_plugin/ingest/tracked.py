@@ -20,9 +20,9 @@ from typing import Any
 
 from peewee import EXCLUDED, Database, fn
 
-from .database import write_transaction
-from .fields import to_id
-from .models import TrackedCharacter
+from ..db.connect import write_transaction
+from ..db.fields import to_id
+from ..db.models import TrackedCharacter
 
 log = logging.getLogger(__name__)
 

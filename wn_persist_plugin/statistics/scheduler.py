@@ -21,9 +21,9 @@ import schedule
 from croniter import croniter
 from peewee import Database
 
+from ..db.joblock import STATISTICS_JOB, JobBusy, job_lock
+from ..settings import ConfigError, Settings, parse_cron
 from .aggregation import AggregateResult, aggregate
-from .config import ConfigError, Settings, parse_cron
-from .joblock import STATISTICS_JOB, JobBusy, job_lock
 from .retention import PruneResult, prune
 
 log = logging.getLogger(__name__)

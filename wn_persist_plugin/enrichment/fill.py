@@ -26,17 +26,17 @@ from typing import Any
 from peewee import Database
 from requests import RequestException
 
-from .config import parse_bool
-from .database import connected, write_transaction
-from .esi import EsiClient, EsiError, EsiNotFound, esi_settings
-from .models import (
+from ..db.connect import connected, write_transaction
+from ..db.models import (
     EntityName,
-    Killmail,
+    Involvement,
     UniverseConstellation,
     UniverseRegion,
     UniverseSystem,
     UniverseType,
 )
+from ..settings import parse_bool
+from ..sources.esi import EsiClient, EsiError, EsiNotFound, esi_settings
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def _execute(db: Database, sql: str, params: Iterable[Any] = ()) -> int:
 
 
 def _fill_killmails(db: Database, result: EnrichResult, now: dt.datetime) -> None:
-    stamp = Killmail.processed_at.db_value(now)
+    stamp = Involvement.processed_at.db_value(now)
     # Region from the system; then the region's name (also for rows that had an id only).
     result.regions_filled += _fill_name(
         db, "region_id", "solar_system_id", "universe_systems", "system_id", stamp, "region_id"
@@ -130,7 +130,7 @@ def _fill_name(
 
 
 def _fill_tracked(db: Database, result: EnrichResult, now: dt.datetime) -> None:
-    stamp = Killmail.processed_at.db_value(now)
+    stamp = Involvement.processed_at.db_value(now)
     for column, id_column in (
         ("character_name", "character_id"),
         ("corporation_name", "corporation_id"),

@@ -12,7 +12,7 @@ from pathlib import Path
 from peewee import Database
 from playhouse.migrations import Migration, Runner
 
-from .database import is_postgres, is_sqlite
+from .connect import is_postgres, is_sqlite
 
 HISTORY_TABLE = "schema_migrations"
 _PG_LOCK_KEY = 0x776E5F7065727369  # "wn_persi": one advisory lock for migrations
@@ -27,7 +27,7 @@ def migrations_dir() -> Path:
     spec = importlib.util.find_spec("wn_persist_plugin.migrations")
     if spec is not None and spec.submodule_search_locations:
         return Path(list(spec.submodule_search_locations)[0])
-    return Path(__file__).resolve().parent.parent / "migrations"
+    return Path(__file__).resolve().parents[2] / "migrations"
 
 
 def _runner(db: Database) -> Runner:

@@ -27,13 +27,13 @@ from typing import Any
 import ijson
 from peewee import Database
 
-from . import killmail as km
-from .config import ConfigError
-from .database import connected
-from .enrichment import RowFiller
-from .esi import EsiClient, EsiError, EsiNotFound, EsiUnavailable
-from .involvement import involvement_rows
-from .models import BackfillCursor, TrackedCharacter
+from ..db.connect import connected
+from ..db.models import BackfillCursor, TrackedCharacter
+from ..enrichment.fill import RowFiller
+from ..killmails import parse as km
+from ..settings import ConfigError
+from ..sources.esi import EsiClient, EsiError, EsiNotFound, EsiUnavailable
+from .rows import involvement_rows
 from .store import write_rows
 
 log = logging.getLogger(__name__)
@@ -287,12 +287,12 @@ def _finish(
     db: Database, summary: BackfillSummary, *, enrich: bool, aggregate: bool, esi: Any
 ) -> None:
     if enrich:
-        from .enrichment import enrich as run_enrichment
+        from ..enrichment.fill import enrich as run_enrichment
 
         run_enrichment(db, esi)
     if aggregate:
-        from . import aggregation
-        from .joblock import JobBusy
+        from ..db.joblock import JobBusy
+        from ..statistics import aggregation
 
         try:
             aggregation.aggregate(db, wait=AGGREGATE_WAIT)

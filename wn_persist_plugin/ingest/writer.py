@@ -29,9 +29,9 @@ from typing import Any
 from peewee import Database, InterfaceError, OperationalError
 from playhouse.pool import MaxConnectionsExceeded
 
-from . import killmail as km
-from .config import Settings, mask_secrets, parse_int
-from .involvement import involvement_rows
+from ..killmails import parse as km
+from ..settings import Settings, mask_secrets, parse_int
+from .rows import involvement_rows
 from .store import write_rows
 from .tracked import TrackedSet
 

@@ -23,16 +23,20 @@ from typing import Any
 
 from peewee import Database, DatabaseError, JSONField, __exception_wrapper__
 
-from .database import is_sqlite, write_transaction
-from .fields import ISKField, UTCDateTimeField, json_dumps, to_isk, to_utc
-from .models import Killmail
+from ..db.connect import is_sqlite, write_transaction
+from ..db.fields import ISKField, UTCDateTimeField, json_dumps, to_isk, to_utc
+from ..db.models import Involvement
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 """Rows per INSERT statement: 21 columns x 500 stays far below psycopg's parameter cap."""
 
-CONFLICT_TARGET = [Killmail.killmail_id, Killmail.related_character_id, Killmail.character_role]
+CONFLICT_TARGET = [
+    Involvement.killmail_id,
+    Involvement.related_character_id,
+    Involvement.character_role,
+]
 
 
 @dataclass
@@ -44,8 +48,8 @@ class WriteResult:
 
 
 _UPDATE_ON_CONFLICT = ("total_value", "zkb_data", "solo", "processed_at")
-_FIELDS = [f for f in Killmail._meta.sorted_fields if f.name != "id"]
-_PROCESSED_AT = Killmail.processed_at
+_FIELDS = [f for f in Involvement._meta.sorted_fields if f.name != "id"]
+_PROCESSED_AT = Involvement.processed_at
 
 
 def _sqlite_time(value: Any) -> str:
@@ -88,7 +92,7 @@ def _statement(db: Database, values: str) -> str:
     quoted = ", ".join(f'"{n}"' for n in names)
     target = ", ".join(f'"{f.column_name}"' for f in CONFLICT_TARGET)
     updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in _UPDATE_ON_CONFLICT)
-    table = Killmail._meta.table_name
+    table = Involvement._meta.table_name
     return (
         f'INSERT INTO "{table}" ({quoted}) VALUES {values} '
         f"ON CONFLICT ({target}) DO UPDATE SET {updates} "

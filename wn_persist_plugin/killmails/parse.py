@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from .fields import MAX_ID, to_id, to_isk
+from ..db.fields import MAX_ID, to_id, to_isk
 
 
 class MalformedKillmail(ValueError):

@@ -10,9 +10,9 @@ from typing import Any
 
 from peewee import SQL, Database, fn
 
+from ..db.connect import is_sqlite
+from ..db.models import Involvement, KillmailStatistics, TrackedCharacter
 from .aggregation import PERIODS, UnknownPeriod
-from .database import is_sqlite
-from .models import Killmail, KillmailStatistics, TrackedCharacter
 
 COLUMNS = (
     "period_type",
@@ -181,9 +181,12 @@ def ship_names(db: Database, type_ids: set[int]) -> dict[int, str]:
     if not type_ids:
         return {}
     query = (
-        Killmail.select(Killmail.ship_type_id, fn.MAX(Killmail.ship_type_name))
-        .where(Killmail.ship_type_id.in_(sorted(type_ids)) & Killmail.ship_type_name.is_null(False))
-        .group_by(Killmail.ship_type_id)
+        Involvement.select(Involvement.ship_type_id, fn.MAX(Involvement.ship_type_name))
+        .where(
+            Involvement.ship_type_id.in_(sorted(type_ids))
+            & Involvement.ship_type_name.is_null(False)
+        )
+        .group_by(Involvement.ship_type_id)
         .tuples()
     )
     return {int(tid): name for tid, name in query}

@@ -31,12 +31,14 @@ from urllib.parse import urlsplit
 import pluggy
 from peewee import Database, InterfaceError, OperationalError
 
-from . import feed_state, hookspecs, migrator
-from .config import ConfigError, Settings, mask_secrets, parse_int
-from .database import is_postgres, open_database
-from .killmail import MalformedKillmail, parse_time, participant_ids, unwrap
-from .r2z2 import DEFAULT_BASE_URL, MAX_REQUESTS_PER_SECOND, R2Z2Client
-from .wanderer_map import MapClient, MapUnavailable, TrackedList
+from .. import hookspecs
+from ..db import migrator
+from ..db.connect import is_postgres, open_database
+from ..killmails.parse import MalformedKillmail, parse_time, participant_ids, unwrap
+from ..settings import ConfigError, Settings, mask_secrets, parse_int
+from ..sources.r2z2 import DEFAULT_BASE_URL, MAX_REQUESTS_PER_SECOND, R2Z2Client
+from ..sources.wanderer_map import MapClient, MapUnavailable, TrackedList
+from . import feed_state
 
 log = logging.getLogger(__name__)
 

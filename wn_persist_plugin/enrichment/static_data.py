@@ -24,9 +24,9 @@ from typing import Any
 import requests
 from peewee import JOIN, Database
 
-from .config import ConfigError
-from .database import connected, write_transaction
-from .models import UniverseConstellation, UniverseRegion, UniverseSystem, UniverseType
+from ..db.connect import connected, write_transaction
+from ..db.models import UniverseConstellation, UniverseRegion, UniverseSystem, UniverseType
+from ..settings import ConfigError
 
 log = logging.getLogger(__name__)
 

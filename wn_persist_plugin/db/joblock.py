@@ -23,7 +23,7 @@ from filelock import FileLock
 from filelock import Timeout as FileLockTimeout
 from peewee import Database
 
-from .database import connected, is_postgres, is_sqlite
+from .connect import connected, is_postgres, is_sqlite
 
 STATISTICS_JOB = "statistics"
 """Aggregation and retention share one lock: they read and write the same state."""

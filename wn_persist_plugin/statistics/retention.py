@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from peewee import Database
 
+from ..db.connect import is_postgres, write_transaction
+from ..db.joblock import STATISTICS_JOB, job_lock
 from .aggregation import PERIODS, absorbed_before, frozen_before, period_bounds
-from .database import is_postgres, write_transaction
-from .joblock import STATISTICS_JOB, job_lock
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def prune(
 
 
 def _boundary_set_at(db: Database) -> dt.datetime | None:
-    from .models import StatisticsRetention
+    from ..db.models import StatisticsRetention
 
     row = StatisticsRetention.get_or_none(StatisticsRetention.id == 1)
     return row.updated_at if row else None
@@ -163,7 +163,7 @@ def _boundary_set_at(db: Database) -> dt.datetime | None:
 
 def _raise_boundary(db: Database, cutoff: dt.date) -> None:
     """Record (before deleting anything) that periods starting before `cutoff` are frozen."""
-    from .models import StatisticsRetention
+    from ..db.models import StatisticsRetention
 
     now = dt.datetime.now(dt.UTC)
     with write_transaction(db):

@@ -1,0 +1,1 @@
+"""The database: connection, dialect, column types, models, migrations, job lock, status."""

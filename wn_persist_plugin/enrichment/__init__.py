@@ -1,0 +1,1 @@
+"""Regions and names: static data (SDE) import, ESI lookups, filling stored rows."""

@@ -1,0 +1,1 @@
+"""The standalone host behind `wn-persist run` and its feed position."""

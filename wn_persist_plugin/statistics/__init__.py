@@ -1,0 +1,1 @@
+"""Statistics: aggregation SQL (incremental and rebuild), retention, queries, the scheduler."""
