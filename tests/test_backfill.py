@@ -14,6 +14,7 @@ from fakes_esi import *  # noqa: F403 - the fake servers' fixtures
 
 from wn_persist_plugin.cli import main
 from wn_persist_plugin.db.models import BackfillCursor, Involvement, TrackedCharacter
+from wn_persist_plugin.errors import ConfigError
 from wn_persist_plugin.ingest import backfill as bf
 from wn_persist_plugin.ingest.backfill import (
     backfill_paths,
@@ -23,7 +24,6 @@ from wn_persist_plugin.ingest.backfill import (
 from wn_persist_plugin.ingest.rows import involvement_rows
 from wn_persist_plugin.ingest.store import write_rows
 from wn_persist_plugin.killmails.parse import parse
-from wn_persist_plugin.settings import ConfigError
 from wn_persist_plugin.sources.esi import EsiClient, EsiSettings
 
 

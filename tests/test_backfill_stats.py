@@ -10,8 +10,8 @@ from test_backfill import characters, write_archive
 
 from wn_persist_plugin.db.connect import open_database
 from wn_persist_plugin.db.models import Involvement, KillmailStatistics
-from wn_persist_plugin.enrichment.fill import enrich
 from wn_persist_plugin.enrichment import static_data as universe
+from wn_persist_plugin.enrichment.fill import enrich
 from wn_persist_plugin.ingest import backfill as bf
 from wn_persist_plugin.ingest.backfill import backfill_paths
 from wn_persist_plugin.statistics import aggregation

@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from wn_persist_plugin.settings import ConfigError, load_settings, mask_url
+from wn_persist_plugin.errors import ConfigError
+from wn_persist_plugin.redact import mask_url
+from wn_persist_plugin.settings import load_settings
 
 
 def settings(env, **kw):

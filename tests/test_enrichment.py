@@ -10,6 +10,7 @@ import pytest
 from fakes_esi import *  # noqa: F403 - the fake servers' fixtures
 
 from wn_persist_plugin.db.models import EntityName, Involvement, TrackedCharacter, UniverseSystem
+from wn_persist_plugin.enrichment import static_data as universe
 from wn_persist_plugin.enrichment.fill import (
     RowFiller,
     cached_names,
@@ -17,11 +18,10 @@ from wn_persist_plugin.enrichment.fill import (
     fill_from_tables,
     scheduler_step,
 )
-from wn_persist_plugin.enrichment import static_data as universe
+from wn_persist_plugin.errors import ConfigError
 from wn_persist_plugin.ingest.rows import involvement_rows
 from wn_persist_plugin.ingest.store import write_rows
 from wn_persist_plugin.killmails.parse import parse
-from wn_persist_plugin.settings import ConfigError
 
 LONG_AGO = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 

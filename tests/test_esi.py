@@ -9,7 +9,7 @@ import threading
 import pytest
 from fakes_esi import *  # noqa: F403 - the fake servers' fixtures
 
-from wn_persist_plugin.settings import ConfigError
+from wn_persist_plugin.errors import ConfigError
 from wn_persist_plugin.sources.esi import (
     EsiClient,
     EsiError,

@@ -9,7 +9,8 @@ import threading
 import pytest
 from fakes_esi import SleepRecorder
 
-from wn_persist_plugin.sources.esi import EsiClient, EsiSettings, EsiUnavailable
+from wn_persist_plugin.errors import EsiUnavailable
+from wn_persist_plugin.sources.esi import EsiClient, EsiSettings
 
 JITA = {"system_id": 30000142, "name": "Jita", "constellation_id": 20000020}
 BODY = b'{"system_id": 30000142, "name": "Jita", "constellation_id": 20000020}'

@@ -13,9 +13,9 @@ from fakes.recording import FAST, HostThread, RecordingPlugin, settings_for, wai
 from fakes.wanderer_map import FakeMap, map_entry
 
 from wn_persist_plugin.cli import main
+from wn_persist_plugin.errors import ConfigError
 from wn_persist_plugin.hookspecs import hookimpl
 from wn_persist_plugin.host.runner import HostSettings, feed_state, host_settings
-from wn_persist_plugin.settings import ConfigError
 
 FIRST = 90_000_000
 KEY = "map-key-never-logged-42"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from fakes.wanderer_map import FakeMap, map_entry
 
-from wn_persist_plugin.sources.wanderer_map import MapClient, MapUnavailable, tracked_from_payload
+from wn_persist_plugin.errors import MapUnavailable
+from wn_persist_plugin.sources.wanderer_map import MapClient, tracked_from_payload
 
 KEY = "s3cret-map-key-123"
 

@@ -15,8 +15,8 @@ from test_killmail import SHAPES
 
 from wn_persist_plugin import hookspecs
 from wn_persist_plugin.db.models import Involvement, TrackedCharacter
+from wn_persist_plugin.errors import ConfigError
 from wn_persist_plugin.plugin import PersistencePlugin
-from wn_persist_plugin.settings import ConfigError
 
 NO_DOTENV = Path("/nonexistent/.env")
 

@@ -13,9 +13,10 @@ from test_id_range import TRACKED, envelope
 from wn_persist_plugin.db import migrator
 from wn_persist_plugin.db.connect import open_database
 from wn_persist_plugin.db.models import Involvement
+from wn_persist_plugin.errors import ConfigError
 from wn_persist_plugin.ingest.tracked import TrackedEntry, TrackedSet
 from wn_persist_plugin.ingest.writer import Writer, WriterSettings
-from wn_persist_plugin.settings import ConfigError, load_settings
+from wn_persist_plugin.settings import load_settings
 
 
 def settings(tmp_path: Path, **env: str):

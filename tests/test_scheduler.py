@@ -14,9 +14,10 @@ import time
 import pytest
 from reference_stats import envelope, store_envelopes
 
-from wn_persist_plugin.db.joblock import JobBusy, job_lock
+from wn_persist_plugin.db.joblock import job_lock
 from wn_persist_plugin.db.models import Involvement, KillmailStatistics
-from wn_persist_plugin.settings import ConfigError, Settings, load_settings
+from wn_persist_plugin.errors import ConfigError, JobBusy
+from wn_persist_plugin.settings import Settings, load_settings
 from wn_persist_plugin.statistics.aggregation import aggregate
 from wn_persist_plugin.statistics.scheduler import Scheduler
 

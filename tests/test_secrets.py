@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from wn_persist_plugin.settings import ConfigError, Settings, load_settings, mask_url
+from wn_persist_plugin.errors import ConfigError
+from wn_persist_plugin.redact import mask_url
+from wn_persist_plugin.settings import Settings, load_settings
 
 SECRET = "se/cr#e?t@x:y"  # unencoded characters URL parsers mistake for later parts
 

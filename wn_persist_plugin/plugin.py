@@ -34,10 +34,12 @@ from peewee import Database, InterfaceError, OperationalError
 from .db import migrator
 from .db.connect import open_database
 from .enrichment import fill as enrichment
+from .errors import MalformedKillmail
 from .hookspecs import hookimpl
 from .ingest.tracked import TrackedSet, load_tracked, normalize, store_tracked
-from .ingest.writer import Writer, WriterSettings, _first_line
-from .killmails.parse import MalformedKillmail, involves, killmail_id_of
+from .ingest.writer import Writer, WriterSettings
+from .killmails.parse import involves, killmail_id_of
+from .redact import first_line
 from .settings import Settings, load_settings
 from .statistics.scheduler import Scheduler
 
@@ -142,7 +144,7 @@ class PersistencePlugin:
                 "wn-persist: database %s unreachable at startup (%s); retrying in the "
                 "background, killmails are queued meanwhile",
                 settings.masked_database_url,
-                _first_line(exc),
+                first_line(exc),
             )
             writer.submit(self._prepare, "startup (migrations, tracked characters)")
         finally:
@@ -210,7 +212,7 @@ class PersistencePlugin:
         except Exception as exc:  # noqa: BLE001 - never raise into the host
             with self._lock:
                 self._errors += 1
-            log.error("wn-persist: killmail %s not handled: %s", _id_of(killmail), _first_line(exc))
+            log.error("wn-persist: killmail %s not handled: %s", _id_of(killmail), first_line(exc))
 
     @hookimpl
     def on_shutdown(self) -> None:

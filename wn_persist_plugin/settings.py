@@ -8,7 +8,6 @@ A bad value raises `ConfigError`, whose message is one line naming the variable.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,9 @@ from urllib.parse import quote, urlsplit
 from croniter import croniter
 from dotenv import dotenv_values
 
+from .errors import ConfigError
+from .redact import mask_url
+
 DEFAULT_SQLITE_PATH = "wn_persist.db"
 """Zero-config database: a SQLite file in the current directory."""
 
@@ -25,34 +27,6 @@ SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgres")
 
 MIN_POOL_SIZE = 2
 """The writer thread keeps a connection open; the scheduler's jobs need a second one."""
-
-
-class ConfigError(ValueError):
-    """A setting has a bad value; `str()` is one line naming the variable."""
-
-    def __init__(self, variable: str, problem: str) -> None:
-        self.variable = variable
-        self.problem = problem
-        super().__init__(f"{variable}: {problem}")
-
-
-_URL_PASSWORD = re.compile(r"^(\s*[^:/?#@\s]+://[^:/?#@]*:)(.*)@")
-"""`scheme://user:` then, greedily, everything up to the last `@` (the password may hold
-an unencoded `/`, `#`, `?`, `:` or `@`, which URL parsers mistake for later parts)."""
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by `***`.
-
-    Does not rely on URL parsing: everything between `scheme://user:` and the last `@` is
-    masked, so a password with unencoded special characters is masked too (at worst more
-    than the password, never less)."""
-    return _URL_PASSWORD.sub(r"\1***@", url, count=1)
-
-
-def mask_secrets(text: str) -> str:
-    """Any `scheme://user:password@` in free text with the password masked."""
-    return re.sub(r"(\w[\w+.-]*://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
 
 
 def parse_bool(variable: str, raw: str) -> bool:

@@ -13,7 +13,9 @@ from .. import __version__
 from ..db import migrator
 from ..db.connect import open_database
 from ..db.status import database_status
-from ..settings import ConfigError, Settings, load_settings, mask_secrets
+from ..errors import ConfigError
+from ..redact import first_line
+from ..settings import Settings, load_settings
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -63,11 +65,11 @@ class Main(click.Group):
         except (OperationalError, InterfaceError, ProgrammingError) as exc:
             app = ctx.obj if isinstance(ctx.obj, AppContext) else None
             where = app.settings.masked_database_url if app else "the database"
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             hint = ""
             if isinstance(exc, ProgrammingError) or any(m in first for m in _MISSING_SCHEMA):
                 hint = "; the schema is missing or old: run `wn-persist migrate`"
-            fail(f"database error ({where}): {mask_secrets(first)}{hint}", code=1)
+            fail(f"database error ({where}): {first}{hint}", code=1)
 
 
 @click.group(cls=Main)
@@ -166,7 +168,7 @@ def _check_period_name(period: str | None) -> None:
 @pass_app
 def aggregate(app: AppContext, period: str | None, since: str | None, rebuild: bool) -> None:
     """Update daily, weekly and monthly statistics (incremental unless --rebuild)."""
-    from ..db.joblock import JobBusy
+    from ..errors import JobBusy
     from ..statistics.aggregation import aggregate as run_aggregate
 
     _check_period_name(period)
@@ -197,7 +199,7 @@ def aggregate(app: AppContext, period: str | None, since: str | None, rebuild: b
 @pass_app
 def prune(app: AppContext, dry_run: bool) -> None:
     """Delete involvements older than PERSISTENCE_RETENTION_DAYS (once aggregated)."""
-    from ..db.joblock import JobBusy
+    from ..errors import JobBusy
     from ..statistics.retention import prune as run_prune
 
     days = app.settings.retention_days

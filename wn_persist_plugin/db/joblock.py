@@ -23,18 +23,11 @@ from filelock import FileLock
 from filelock import Timeout as FileLockTimeout
 from peewee import Database
 
+from ..errors import JobBusy
 from .connect import connected, is_postgres, is_sqlite
 
 STATISTICS_JOB = "statistics"
 """Aggregation and retention share one lock: they read and write the same state."""
-
-
-class JobBusy(RuntimeError):
-    """Another process (or thread) is running the job."""
-
-    def __init__(self, job: str) -> None:
-        self.job = job
-        super().__init__(f"another process is running the {job} job; try again later")
 
 
 _local = threading.local()

@@ -12,14 +12,11 @@ from pathlib import Path
 from peewee import Database
 from playhouse.migrations import Migration, Runner
 
+from ..errors import MigrationTargetError
 from .connect import is_postgres, is_sqlite
 
 HISTORY_TABLE = "schema_migrations"
 _PG_LOCK_KEY = 0x776E5F7065727369  # "wn_persi": one advisory lock for migrations
-
-
-class MigrationTargetError(ValueError):
-    """`--to N` names no known migration."""
 
 
 def migrations_dir() -> Path:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from peewee import Database
 
-from ..settings import mask_url
+from ..redact import mask_url
 from . import migrator
 from .connect import database_size
 

@@ -35,8 +35,9 @@ from ..db.models import (
     UniverseSystem,
     UniverseType,
 )
+from ..errors import EsiError, EsiNotFound
 from ..settings import parse_bool
-from ..sources.esi import EsiClient, EsiError, EsiNotFound, esi_settings
+from ..sources.esi import EsiClient, esi_settings
 
 log = logging.getLogger(__name__)
 

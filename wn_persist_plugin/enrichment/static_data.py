@@ -26,7 +26,7 @@ from peewee import JOIN, Database
 
 from ..db.connect import connected, write_transaction
 from ..db.models import UniverseConstellation, UniverseRegion, UniverseSystem, UniverseType
-from ..settings import ConfigError
+from ..errors import ConfigError, UniverseImportError
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,6 @@ REQUIRED_FILES = ("mapRegions.csv", "mapConstellations.csv", "mapSolarSystems.cs
 TYPE_FILES = ("invGroups.csv", "invTypes.csv")
 DOWNLOAD_FILES = REQUIRED_FILES + TYPE_FILES
 BATCH = 1000
-
-
-class UniverseImportError(Exception):
-    """The SDE files are missing or unreadable; the message names the file."""
 
 
 def sde_base_url(values: Mapping[str, str]) -> str:

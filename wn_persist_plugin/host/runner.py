@@ -34,10 +34,12 @@ from peewee import Database, InterfaceError, OperationalError
 from .. import hookspecs
 from ..db import migrator
 from ..db.connect import is_postgres, open_database
-from ..killmails.parse import MalformedKillmail, parse_time, participant_ids, unwrap
-from ..settings import ConfigError, Settings, mask_secrets, parse_int
+from ..errors import ConfigError, MalformedKillmail, MapUnavailable
+from ..killmails.parse import parse_time, participant_ids, unwrap
+from ..redact import first_line
+from ..settings import Settings, parse_int
 from ..sources.r2z2 import DEFAULT_BASE_URL, MAX_REQUESTS_PER_SECOND, R2Z2Client
-from ..sources.wanderer_map import MapClient, MapUnavailable, TrackedList
+from ..sources.wanderer_map import MapClient, TrackedList
 from . import feed_state
 
 log = logging.getLogger(__name__)
@@ -529,11 +531,10 @@ class Host:
                     raise
                 wait = min(30.0, 0.5 * 2 ** min(attempt, 10))
                 attempt += 1
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
                 log.warning(
                     "database %s unreachable: %s; retrying in %.1f s",
                     self.settings.masked_database_url,
-                    mask_secrets(first),
+                    first_line(exc),
                     wait,
                 )
                 self._reset_connection()

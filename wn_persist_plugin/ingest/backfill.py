@@ -30,9 +30,9 @@ from peewee import Database
 from ..db.connect import connected
 from ..db.models import BackfillCursor, TrackedCharacter
 from ..enrichment.fill import RowFiller
+from ..errors import ConfigError, EsiError, EsiNotFound, EsiUnavailable
 from ..killmails import parse as km
-from ..settings import ConfigError
-from ..sources.esi import EsiClient, EsiError, EsiNotFound, EsiUnavailable
+from ..sources.esi import EsiClient
 from .rows import involvement_rows
 from .store import write_rows
 
@@ -291,7 +291,7 @@ def _finish(
 
         run_enrichment(db, esi)
     if aggregate:
-        from ..db.joblock import JobBusy
+        from ..errors import JobBusy
         from ..statistics import aggregation
 
         try:

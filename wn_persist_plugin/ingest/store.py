@@ -26,6 +26,7 @@ from peewee import Database, DatabaseError, JSONField, __exception_wrapper__
 from ..db.connect import is_sqlite, write_transaction
 from ..db.fields import ISKField, UTCDateTimeField, json_dumps, to_isk, to_utc
 from ..db.models import Involvement
+from ..redact import first_line
 
 log = logging.getLogger(__name__)
 
@@ -218,8 +219,7 @@ def write_rows(
             except (DatabaseError, ValueError, TypeError, OverflowError) as exc:
                 if isinstance(exc, DatabaseError) and _is_connection_error(db, exc):
                     raise
-                text = str(exc).strip()
-                result.failed.append((row, text.splitlines()[0] if text else type(exc).__name__))
+                result.failed.append((row, first_line(exc)))
     return result
 
 

@@ -30,7 +30,8 @@ from peewee import Database, InterfaceError, OperationalError
 from playhouse.pool import MaxConnectionsExceeded
 
 from ..killmails import parse as km
-from ..settings import Settings, mask_secrets, parse_int
+from ..redact import first_line
+from ..settings import Settings, parse_int
 from .rows import involvement_rows
 from .store import write_rows
 from .tracked import TrackedSet
@@ -126,11 +127,6 @@ class WriterCounters:
     zkb_warnings: int = 0
     retries: int = 0
     lost: int = 0
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return mask_secrets(text.splitlines()[0]) if text else type(exc).__name__
 
 
 class Writer:
@@ -313,7 +309,7 @@ class Writer:
             return []
         except Exception as exc:  # noqa: BLE001 - never let one mail stop the writer
             self.counters.malformed += 1
-            log.warning("wn-persist: skipped unreadable killmail: %s", _first_line(exc))
+            log.warning("wn-persist: skipped unreadable killmail: %s", first_line(exc))
             return []
         if mail.zkb_warning:
             self.counters.zkb_warnings += 1
@@ -375,14 +371,14 @@ class Writer:
                     log.warning(
                         "wn-persist: database unavailable (%s); retrying %s in %.1f s, "
                         "%d mails queued",
-                        _first_line(exc),
+                        first_line(exc),
                         what,
                         delay,
                         self.queued,
                     )
             except Exception as exc:  # noqa: BLE001 - a bug or bad data: do not loop forever
                 self._reset_connection()
-                log.error("wn-persist: writing %s failed: %s", what, _first_line(exc))
+                log.error("wn-persist: writing %s failed: %s", what, first_line(exc))
                 log.debug("details", exc_info=True)
                 return False
             self._sleep(delay)

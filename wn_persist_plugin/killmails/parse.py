@@ -22,16 +22,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from ..db.fields import MAX_ID, to_id, to_isk
-
-
-class MalformedKillmail(ValueError):
-    """The input is not a killmail we can store; `killmail_id` is set when known."""
-
-    def __init__(self, reason: str, killmail_id: int | None = None) -> None:
-        self.reason = reason
-        self.killmail_id = killmail_id
-        where = f"killmail {killmail_id}" if killmail_id is not None else "killmail (no id)"
-        super().__init__(f"{where}: {reason}")
+from ..errors import MalformedKillmail
 
 
 class Participant(NamedTuple):

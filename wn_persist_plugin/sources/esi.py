@@ -23,7 +23,8 @@ from typing import Any
 import requests
 
 from .. import __version__
-from ..settings import ConfigError, parse_int
+from ..errors import ConfigError, EsiError, EsiNotFound, EsiUnavailable
+from ..settings import parse_int
 
 log = logging.getLogger(__name__)
 
@@ -32,22 +33,6 @@ NAMES_BATCH = 1000
 """ESI's `POST /universe/names/` takes at most 1,000 ids."""
 ERROR_LIMIT_FLOOR = 10
 """When ESI says this few errors remain in its window, wait for the window to reset."""
-
-
-class EsiError(Exception):
-    """ESI answered with an error that retrying will not fix."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        self.status = status
-        super().__init__(message)
-
-
-class EsiNotFound(EsiError):
-    """404: the id (or id/hash pair) does not exist."""
-
-
-class EsiUnavailable(EsiError):
-    """ESI is down, too slow, or asks us to wait longer than we are willing to."""
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import requests
 from pyrate_limiter import Duration, Limiter, Rate, SingleBucketFactory, StateBucket
 
 from .. import __version__
+from ..redact import first_line
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +144,7 @@ class R2Z2Client:
         except requests.Timeout:
             return Outcome("error", reason=f"timed out after {self.timeout:g} s")
         except requests.RequestException as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            return Outcome("error", reason=f"{type(exc).__name__}: {first}"[:300])
+            return Outcome("error", reason=f"{type(exc).__name__}: {first_line(exc)}"[:300])
         with response:
             if response.status_code == 404:
                 return Outcome("not_found")

@@ -16,13 +16,11 @@ from urllib.parse import quote
 
 import requests
 
+from ..errors import MapUnavailable
+from ..redact import first_line
 from .r2z2 import user_agent
 
 log = logging.getLogger(__name__)
-
-
-class MapUnavailable(Exception):
-    """The map API gave no usable answer this time (the reason is safe to log)."""
 
 
 @dataclass(frozen=True)
@@ -90,8 +88,7 @@ class MapClient:
         except requests.Timeout:
             raise MapUnavailable(f"timed out after {self.timeout:g} s") from None
         except requests.RequestException as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise MapUnavailable(f"{type(exc).__name__}: {first}"[:300]) from None
+            raise MapUnavailable(f"{type(exc).__name__}: {first_line(exc)}"[:300]) from None
         with response:
             if response.status_code in (401, 403):
                 raise MapUnavailable(f"HTTP {response.status_code} (check MAP_API_KEY)")

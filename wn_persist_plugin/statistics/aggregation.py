@@ -36,6 +36,7 @@ from peewee import Database
 
 from ..db.connect import is_postgres, write_transaction
 from ..db.joblock import STATISTICS_JOB, job_lock
+from ..errors import UnknownPeriod
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,6 @@ allocated as the run needs them."""
 DEFAULT_OVERLAP = dt.timedelta(hours=1)
 """How far before the previous run's start an incremental run looks for changes: the
 longest time a writer may take between stamping `processed_at` and committing."""
-
-
-class UnknownPeriod(ValueError):
-    def __init__(self, period: str) -> None:
-        super().__init__(f"unknown period {period!r} (use {', '.join(PERIODS)})")
 
 
 @dataclass
@@ -95,7 +91,7 @@ def period_bounds(period_type: str, day: dt.date) -> tuple[dt.date, dt.date]:
         start = day.replace(day=1)
         following = (start + dt.timedelta(days=32)).replace(day=1)
         return start, following - dt.timedelta(days=1)
-    raise UnknownPeriod(period_type)
+    raise UnknownPeriod(period_type, PERIODS)
 
 
 # --- the dialect differences, all in one place ----------------------------------------
@@ -471,7 +467,7 @@ def aggregate(
     periods = list(dict.fromkeys(periods))
     for period_type in periods:
         if period_type not in PERIODS:
-            raise UnknownPeriod(period_type)
+            raise UnknownPeriod(period_type, PERIODS)
     with job_lock(db, STATISTICS_JOB, wait=wait), _Sql(db).session(db):
         boundary = frozen_before(db)
         result = AggregateResult(frozen_before=boundary)

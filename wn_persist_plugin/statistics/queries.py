@@ -12,7 +12,8 @@ from peewee import SQL, Database, fn
 
 from ..db.connect import is_sqlite
 from ..db.models import Involvement, KillmailStatistics, TrackedCharacter
-from .aggregation import PERIODS, UnknownPeriod
+from ..errors import UnknownCharacter, UnknownPeriod
+from .aggregation import PERIODS
 
 COLUMNS = (
     "period_type",
@@ -32,11 +33,6 @@ COLUMNS = (
 )
 
 
-class UnknownCharacter(LookupError):
-    def __init__(self, text: str, detail: str = "no tracked character or statistics") -> None:
-        super().__init__(f"unknown character {text!r}: {detail}")
-
-
 @dataclass(frozen=True)
 class Character:
     character_id: int
@@ -45,7 +41,7 @@ class Character:
 
 def _check_period(period: str) -> None:
     if period not in PERIODS:
-        raise UnknownPeriod(period)
+        raise UnknownPeriod(period, PERIODS)
 
 
 def resolve_character(db: Database, text: str) -> Character:

@@ -21,8 +21,10 @@ import schedule
 from croniter import croniter
 from peewee import Database
 
-from ..db.joblock import STATISTICS_JOB, JobBusy, job_lock
-from ..settings import ConfigError, Settings, parse_cron
+from ..db.joblock import STATISTICS_JOB, job_lock
+from ..errors import ConfigError, JobBusy
+from ..redact import first_line
+from ..settings import Settings, parse_cron
 from .aggregation import AggregateResult, aggregate
 from .retention import PruneResult, prune
 
@@ -96,8 +98,7 @@ class Scheduler:
             report.skipped = True
             log.info("statistics job skipped: another process is running it")
         except Exception as exc:  # noqa: BLE001 - the job must never kill its caller
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            report.error = f"{type(exc).__name__}: {first}".rstrip(": ")
+            report.error = f"{type(exc).__name__}: {first_line(exc)}"
             self.failures += 1
             log.exception("statistics job failed; it runs again at the next scheduled time")
         finally:
@@ -118,8 +119,7 @@ class Scheduler:
                 step(self.db)
             except Exception as exc:  # noqa: BLE001 - keep aggregating whatever a step does
                 name = getattr(step, "__name__", type(step).__name__)
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                report.error = f"{name}: {type(exc).__name__}: {first}".rstrip(": ")
+                report.error = f"{name}: {type(exc).__name__}: {first_line(exc)}"
                 self.failures += 1
                 log.exception("statistics job: step %s failed; aggregating anyway", name)
         report.aggregate = aggregate(self.db)
