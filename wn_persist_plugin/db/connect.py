@@ -1,4 +1,4 @@
-"""Opening the database named by the settings, and the few places the dialects differ."""
+"""Opening the database named by the settings; transactions and connections for callers."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import contextlib
 from typing import Any
 from urllib.parse import urlsplit
 
-from peewee import Database, DatabaseProxy, PostgresqlDatabase, SqliteDatabase
+from peewee import Database, DatabaseProxy
 from playhouse import db_url
 
 from ..settings import Settings
+from .dialect import is_postgres, is_sqlite
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
@@ -52,14 +53,6 @@ def open_database(settings: Settings | str, *, bind: bool = True) -> Database:
     if bind:
         database_proxy.initialize(db)
     return db
-
-
-def is_sqlite(db: Database) -> bool:
-    return isinstance(db, SqliteDatabase)
-
-
-def is_postgres(db: Database) -> bool:
-    return isinstance(db, PostgresqlDatabase)
 
 
 def write_transaction(db: Database) -> Any:

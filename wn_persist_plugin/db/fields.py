@@ -19,6 +19,8 @@ from typing import Any
 
 from peewee import DatabaseProxy, Field, SqliteDatabase
 
+from .dialect import stored_instant
+
 CENT = Decimal("0.01")
 MAX_ID = 2**63 - 1
 """The largest value an id column (64-bit signed integer on both databases) holds."""
@@ -78,23 +80,13 @@ def to_id(value: Any) -> int:
     return result
 
 
-def to_utc(value: dt.datetime) -> dt.datetime:
-    """An aware datetime converted to UTC; naive datetimes are refused."""
-    if not isinstance(value, dt.datetime):
-        raise TypeError(f"expected a datetime, got {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("naive datetime refused: pass an aware datetime (UTC)")
-    return value.astimezone(dt.UTC)
-
-
 class UTCDateTimeField(Field):
     field_type = "DATETIME"
 
     def db_value(self, value: Any) -> Any:
         if value is None:
             return None
-        naive = to_utc(value).replace(tzinfo=None)
-        return naive.isoformat(sep=" ") if _is_sqlite(self) else naive
+        return stored_instant(value, sqlite=_is_sqlite(self))
 
     def python_value(self, value: Any) -> dt.datetime | dt.date | None:
         # fn.date(column) results pass through this converter too: keep dates as dates.

@@ -9,6 +9,7 @@ from peewee import Database
 from ..redact import mask_url
 from . import migrator
 from .connect import database_size
+from .models import ALL_MODELS
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,6 @@ class DatabaseStatus:
 
 def database_status(db: Database, url: str) -> DatabaseStatus:
     """Schema version, pending migrations, rows per table and size of `db`."""
-    from .models import ALL_MODELS
-
     with db.connection_context():
         state = migrator.state(db)
         tables = set(db.get_tables())

@@ -27,6 +27,7 @@ from peewee import Database
 from requests import RequestException
 
 from ..db.connect import connected, write_transaction
+from ..db.dialect import placeholders
 from ..db.models import (
     EntityName,
     Involvement,
@@ -76,8 +77,7 @@ def _now() -> dt.datetime:
 
 
 def _execute(db: Database, sql: str, params: Iterable[Any] = ()) -> int:
-    sql = sql.replace("?", db.param)
-    cursor = db.execute_sql(sql, tuple(params))
+    cursor = db.execute_sql(placeholders(db, sql), tuple(params))
     return max(cursor.rowcount, 0)
 
 

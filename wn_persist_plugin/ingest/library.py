@@ -15,7 +15,7 @@ from typing import Any, Literal
 from peewee import Database
 
 from ..db.connect import database_proxy
-from ..db.fields import to_utc
+from ..db.dialect import to_utc
 from ..db.models import Involvement, TrackedCharacter
 from ..killmails import parse as km
 from .rows import involvement_rows

@@ -24,7 +24,8 @@ from typing import Any
 from peewee import Database, DatabaseError, JSONField, __exception_wrapper__
 
 from ..db.connect import is_sqlite, write_transaction
-from ..db.fields import ISKField, UTCDateTimeField, json_dumps, to_isk, to_utc
+from ..db.dialect import to_utc
+from ..db.fields import ISKField, UTCDateTimeField, json_dumps, to_isk
 from ..db.models import Involvement
 from ..redact import first_line
 

@@ -34,8 +34,10 @@ from typing import Any
 
 from peewee import Database
 
-from ..db.connect import is_postgres, write_transaction
+from ..db.connect import write_transaction
+from ..db.dialect import is_postgres, stored_instant
 from ..db.joblock import STATISTICS_JOB, job_lock
+from ..db.models import StatisticsDeletion, StatisticsRetention, StatisticsWatermark
 from ..errors import UnknownPeriod
 
 log = logging.getLogger(__name__)
@@ -177,11 +179,10 @@ class _Sql:
         return "JOIN" if self.pg else "CROSS JOIN"
 
     def timestamp(self, value: dt.datetime) -> Any:
-        naive = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return naive if self.pg else naive.isoformat(sep=" ")
+        return stored_instant(value, sqlite=not self.pg)
 
     def date(self, value: dt.date) -> Any:
-        return value if self.pg else value.isoformat()
+        return value.isoformat() if not self.pg else value
 
     def tune(self, db: Database) -> None:
         """Settings for the current transaction's aggregation statements."""
@@ -423,15 +424,11 @@ def _has_involvements(sql: _Sql, period_type: str) -> str:
 
 
 def _watermarks(db: Database) -> dict[str, dt.datetime]:
-    from ..db.models import StatisticsWatermark
-
     return {w.period_type: w.changes_since for w in StatisticsWatermark.select()}
 
 
 def frozen_before(db: Database) -> dt.date | None:
     """Retention's boundary: periods starting before this day keep their figures."""
-    from ..db.models import StatisticsRetention
-
     row = StatisticsRetention.get_or_none(StatisticsRetention.id == 1)
     return row.pruned_before if row else None
 
@@ -517,14 +514,14 @@ def _aggregate_period(
     started: dt.datetime,
     overlap: dt.timedelta,
 ) -> PeriodResult:
-    from ..db.models import StatisticsWatermark
-
     sql = _Sql(db)
     with write_transaction(db):
         sql.tune(db)
         mark = StatisticsWatermark.get_or_none(StatisticsWatermark.period_type == period_type)
         if rebuild:
             part = _rebuild(db, sql, period_type, boundary, started)
+        elif mark is None:  # `aggregate` rebuilds every period type without a watermark
+            raise RuntimeError(f"no {period_type} watermark for an incremental run")
         else:
             part = _incremental(db, sql, period_type, mark.changes_since, since, boundary, started)
         changes_since = started - overlap
@@ -803,8 +800,6 @@ def _incremental(
 
 def _forget_consumed_deletions(db: Database) -> None:
     """Deletion marks every period type has read are no longer needed."""
-    from ..db.models import StatisticsDeletion
-
     absorbed = absorbed_before(db)
     if absorbed is not None:
         with write_transaction(db):

@@ -4,9 +4,10 @@ the formatting the `stats` command shows (ISK in human units, efficiency, top sh
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from peewee import SQL, Database, fn
 
@@ -67,13 +68,8 @@ def resolve_character(db: Database, text: str) -> Character:
         (TrackedCharacter, TrackedCharacter.character_id, TrackedCharacter.character_name),
         (KillmailStatistics, KillmailStatistics.character_id, KillmailStatistics.character_name),
     ):
-        ids = {
-            r[0]
-            for r in model.select(id_field)
-            .where(fn.LOWER(name_field) == lowered)
-            .distinct()
-            .tuples()
-        }
+        query = model.select(id_field).where(fn.LOWER(name_field) == lowered).distinct()
+        ids = {int(cid) for (cid,) in cast(Iterable[tuple[int]], query.tuples())}
         if len(ids) > 1:
             shown = ", ".join(str(i) for i in sorted(ids))
             raise UnknownCharacter(text, f"several characters have that name ({shown}); use an id")
@@ -185,7 +181,7 @@ def ship_names(db: Database, type_ids: set[int]) -> dict[int, str]:
         .group_by(Involvement.ship_type_id)
         .tuples()
     )
-    return {int(tid): name for tid, name in query}
+    return {int(tid): name for tid, name in cast(Iterable[tuple[int, str]], query)}
 
 
 def json_ready(row: dict[str, Any]) -> dict[str, Any]:

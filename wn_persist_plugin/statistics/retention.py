@@ -14,13 +14,16 @@ bounded batches, one short transaction each.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from dataclasses import dataclass
 
 from peewee import Database
 
-from ..db.connect import is_postgres, write_transaction
+from ..db.connect import write_transaction
+from ..db.dialect import day_param, instant_param
 from ..db.joblock import STATISTICS_JOB, job_lock
+from ..db.models import StatisticsRetention
 from .aggregation import PERIODS, absorbed_before, frozen_before, period_bounds
 
 log = logging.getLogger(__name__)
@@ -81,15 +84,9 @@ def prune(
     if retention_days < 1:
         raise ValueError("retention_days must be at least 1")
     cutoff = cutoff_day(retention_days, now)
-    pg = is_postgres(db)
     p = db.param
-
-    def day(value: dt.date) -> object:
-        return value if pg else value.isoformat()
-
-    def stamp(value: dt.datetime) -> object:
-        naive = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return naive if pg else naive.isoformat(sep=" ")
+    day = functools.partial(day_param, db)
+    stamp = functools.partial(instant_param, db)
 
     with job_lock(db, STATISTICS_JOB, wait=wait):
         boundary = frozen_before(db)
@@ -155,16 +152,12 @@ def prune(
 
 
 def _boundary_set_at(db: Database) -> dt.datetime | None:
-    from ..db.models import StatisticsRetention
-
     row = StatisticsRetention.get_or_none(StatisticsRetention.id == 1)
     return row.updated_at if row else None
 
 
 def _raise_boundary(db: Database, cutoff: dt.date) -> None:
     """Record (before deleting anything) that periods starting before `cutoff` are frozen."""
-    from ..db.models import StatisticsRetention
-
     now = dt.datetime.now(dt.UTC)
     with write_transaction(db):
         current = StatisticsRetention.get_or_none(StatisticsRetention.id == 1)
