@@ -81,30 +81,32 @@ def _execute(db: Database, sql: str, params: Iterable[Any] = ()) -> int:
     return max(cursor.rowcount, 0)
 
 
+_KILLMAIL_FILLS = (
+    # (counter, column, id column, source table, its key, its value column). Order matters:
+    # the region comes from the system first, then the region's name (also for rows that
+    # arrived with an id only); the universe tables win over cached ESI names.
+    ("regions_filled", "region_id", "solar_system_id", "universe_systems", "system_id",
+     "region_id"),
+    ("region_names_filled", "region_name", "region_id", "universe_regions", "region_id",
+     "name"),
+    ("system_names_filled", "solar_system_name", "solar_system_id", "universe_systems",
+     "system_id", "name"),
+    ("system_names_filled", "solar_system_name", "solar_system_id", "entity_names",
+     "entity_id", "name"),
+    ("ship_names_filled", "ship_type_name", "ship_type_id", "universe_types", "type_id",
+     "name"),
+    ("ship_names_filled", "ship_type_name", "ship_type_id", "entity_names", "entity_id",
+     "name"),
+    ("character_names_filled", "related_character_name", "related_character_id",
+     "entity_names", "entity_id", "name"),
+)
+
+
 def _fill_killmails(db: Database, result: EnrichResult, now: dt.datetime) -> None:
     stamp = Involvement.processed_at.db_value(now)
-    # Region from the system; then the region's name (also for rows that had an id only).
-    result.regions_filled += _fill_name(
-        db, "region_id", "solar_system_id", "universe_systems", "system_id", stamp, "region_id"
-    )
-    result.region_names_filled += _fill_name(
-        db, "region_name", "region_id", "universe_regions", "region_id", stamp
-    )
-    result.system_names_filled += _fill_name(
-        db, "solar_system_name", "solar_system_id", "universe_systems", "system_id", stamp
-    )
-    result.system_names_filled += _fill_name(
-        db, "solar_system_name", "solar_system_id", "entity_names", "entity_id", stamp
-    )
-    result.ship_names_filled += _fill_name(
-        db, "ship_type_name", "ship_type_id", "universe_types", "type_id", stamp
-    )
-    result.ship_names_filled += _fill_name(
-        db, "ship_type_name", "ship_type_id", "entity_names", "entity_id", stamp
-    )
-    result.character_names_filled += _fill_name(
-        db, "related_character_name", "related_character_id", "entity_names", "entity_id", stamp
-    )
+    for counter, column, id_column, table, key, value in _KILLMAIL_FILLS:
+        filled = _fill_name(db, column, id_column, table, key, stamp, value)
+        setattr(result, counter, getattr(result, counter) + filled)
 
 
 def _fill_name(

@@ -14,24 +14,11 @@ from peewee import SQL, Database, fn
 from ..db.connect import is_sqlite
 from ..db.models import Involvement, KillmailStatistics, TrackedCharacter
 from ..errors import UnknownCharacter, UnknownPeriod
-from .aggregation import PERIODS
+from .aggregation import FIGURES, PERIODS
 
-COLUMNS = (
-    "period_type",
-    "period_start",
-    "period_end",
-    "character_id",
-    "character_name",
-    "kills_count",
-    "deaths_count",
-    "isk_destroyed",
-    "isk_lost",
-    "solo_kills",
-    "final_blows",
-    "npc_deaths",
-    "ship_usage",
-    "region_activity",
-)
+_IDENTITY = ("period_type", "period_start", "period_end", "character_id", "character_name")
+COLUMNS = _IDENTITY + tuple(f for f in FIGURES if f not in _IDENTITY)
+"""A statistics row as `character_periods` and `leaderboard` return it, in this order."""
 
 
 @dataclass(frozen=True)
