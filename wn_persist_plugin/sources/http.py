@@ -9,11 +9,14 @@ service (ESI, zKillboard R2Z2 and history, the Wanderer map API, the static data
 - `Accept: application/json` unless the caller asks for something else;
 - a default timeout on every request, applied by the transport adapter (requests has no
   session-wide timeout), so a call without `timeout=` never waits forever;
-- retries of connection errors, read errors and 5xx answers through urllib3's `Retry`
-  with exponential backoff, honouring `Retry-After` (capped) on 503;
+- retries of connection errors, read errors (idempotent methods) and 5xx answers through
+  urllib3's `Retry` with exponential backoff; a 429 or 503 with `Retry-After` is retried
+  after that wait, unless it asks for more than `RETRY_AFTER_CAP`, which ends the
+  retries and hands the answer to the client;
 - at most `DEFAULT_MAX_REDIRECTS` redirects;
-- an optional `pace()` called before every request the adapter sends (redirect hops and
-  urllib3 retries included), for clients that must stay under a rate.
+- an optional `pace()` called before every request the adapter sends, each redirect hop
+  included, for clients that must stay under a rate (such a session has no urllib3
+  retries: they happen inside one send, out of `pace`'s sight).
 
 Clients with a policy of their own (ESI's error limit, R2Z2's 404-wait and pacing, the
 map refreshed on the host's schedule) ask for `retries=NO_RETRIES` and keep their loop,
@@ -27,6 +30,7 @@ import datetime as dt
 import email.utils
 import http.client
 import importlib.metadata
+import math
 import socket
 import ssl
 import time
@@ -36,7 +40,13 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import NameResolutionError, NewConnectionError, ProtocolError
+from urllib3.exceptions import (
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    ResponseError,
+)
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.retry import Retry
 
@@ -130,17 +140,32 @@ def retry_after_seconds(value: str | None, default: float, cap: float) -> float:
 
 
 class SessionRetry(Retry):
-    """urllib3's `Retry` with `Retry-After` waits capped at `RETRY_AFTER_CAP`."""
+    """urllib3's `Retry` that never sleeps longer than `RETRY_AFTER_CAP`: an answer whose
+    `Retry-After` asks for more ends the retries and goes back to the client."""
 
-    def parse_retry_after(self, retry_after: str) -> float:
-        return min(super().parse_retry_after(retry_after), RETRY_AFTER_CAP)
+    def increment(  # type: ignore[override]
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: Any = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: Any = None,
+    ) -> Retry:
+        if response is not None and self.respect_retry_after_header:
+            value = response.headers.get("Retry-After")
+            if value and retry_after_seconds(value, default=0.0, cap=math.inf) > RETRY_AFTER_CAP:
+                reason = ResponseError(f"Retry-After {value.strip()} is longer than we wait")
+                raise MaxRetryError(_pool, url or "", reason)
+        return super().increment(method, url, response, error, _pool, _stacktrace)
 
 
 def make_retry(retries: int, backoff: Backoff = DEFAULT_BACKOFF) -> Retry:
     """The urllib3 retry policy: `retries` more attempts after connection errors, read
     errors (idempotent methods) and `RETRY_STATUSES`, waiting urllib3's backoff (none before
     the first retry, then `backoff.first` x 2, x 4, ... up to `backoff.cap`) or what
-    `Retry-After` asks. After the last one the final answer is returned, not raised."""
+    `Retry-After` asks (429 and 503 too). After the last one the final answer is returned,
+    not raised."""
     if retries <= 0:
         return SessionRetry(0, read=False)  # requests' own default: one attempt
     return SessionRetry(
@@ -200,7 +225,10 @@ def mount_adapter(
     backoff: Backoff = DEFAULT_BACKOFF,
     pace: Callable[[], None] | None = None,
 ) -> SessionAdapter:
-    """Mount one `SessionAdapter` for http:// and https:// on `session`."""
+    """Mount one `SessionAdapter` for http:// and https:// on `session`. `pace` needs
+    `retries=NO_RETRIES`: urllib3 retries inside one send, where `pace` cannot see them."""
+    if pace is not None and retries != NO_RETRIES:
+        raise ValueError("a paced session must leave retries to its client (NO_RETRIES)")
     adapter = SessionAdapter(timeout=timeout, retries=make_retry(retries, backoff), pace=pace)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -219,8 +247,8 @@ def make_session(
 ) -> requests.Session:
     """A `requests.Session` with our User-Agent, `Accept` (None: requests' `*/*`), a default
     timeout, `retries` through urllib3 and at most `max_redirects` redirects; `pace` is
-    called before every request sent on the wire. One session per client: clients may
-    mount their own adapter or rely on its settings."""
+    called before every request sent on the wire (it needs `retries=NO_RETRIES`). One
+    session per client."""
     session = requests.Session()
     session.headers["User-Agent"] = user_agent(contact)
     if accept:
