@@ -95,9 +95,9 @@ def _project_url() -> str | None:
         meta = importlib.metadata.metadata(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
         return None
-    home = meta.get("Home-page")
-    if home and home.strip().lower() not in ("", "unknown"):
-        return home.strip()
+    for home in meta.get_all("Home-page") or []:
+        if home.strip().lower() not in ("", "unknown"):
+            return home.strip()
     for entry in meta.get_all("Project-URL") or []:
         label, _, url = entry.partition(",")
         if label.strip().lower() in ("homepage", "home", "source", "repository") and url:
