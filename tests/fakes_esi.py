@@ -8,7 +8,8 @@ carries no character, corporation or alliance names, so those are answered as
 
 Faults are scripted per path pattern: `server.script(r"^/universe/names/", [(420, {...})])`
 answers the next matching requests with those statuses; `server.down = True` answers 503
-everywhere. Every answer carries ESI's error-limit headers.
+everywhere. Every answer carries ESI's error-limit headers. Every request is recorded
+(`requests`: method, path, body; `received`: method, path, headers).
 """
 
 from __future__ import annotations
@@ -167,6 +168,8 @@ class FakeServer(ThreadingHTTPServer):
         self.scripts: list[tuple[re.Pattern[str], list[tuple[int, dict[str, str]]]]] = []
         self.down = False
         self.requests: list[tuple[str, str, Any]] = []
+        self.received: list[tuple[str, str, dict[str, str]]] = []
+        """(method, path, headers with lower-case names) of every request, in order."""
         self.error_remain = 100
         self.error_reset = 1
         self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
@@ -194,6 +197,11 @@ class FakeServer(ThreadingHTTPServer):
                 if answers and pattern.search(path):
                     return answers.pop(0)
         return None
+
+    def user_agents(self) -> list[str | None]:
+        """The User-Agent of every request received, in order."""
+        with self.lock:
+            return [headers.get("user-agent") for _, _, headers in self.received]
 
     def asked(self, prefix: str) -> list[tuple[str, str, Any]]:
         with self.lock:
@@ -237,6 +245,8 @@ class _Handler(BaseHTTPRequestHandler):
                 body = None
         with self.server.lock:
             self.server.requests.append((method, path, body))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            self.server.received.append((method, path, headers))
         if self.server.down:
             self._send(503, {"error": "service unavailable"})
             return

@@ -24,7 +24,7 @@ from wn_persist_plugin.ingest.backfill import (
 from wn_persist_plugin.ingest.rows import involvement_rows
 from wn_persist_plugin.ingest.store import write_rows
 from wn_persist_plugin.killmails.parse import parse
-from wn_persist_plugin.sources.esi import EsiClient, EsiSettings
+from wn_persist_plugin.sources.zkill_history import ZkillHistoryClient
 
 
 def write_archive(path: Path, envelopes) -> Path:
@@ -234,10 +234,8 @@ def _busiest_day(fake_data) -> tuple[str, dict[str, str]]:
     return max(fake_data.history.items(), key=lambda item: len(item[1]))
 
 
-def _history_client(fake_server) -> EsiClient:
-    return EsiClient(
-        EsiSettings(base_url=fake_server.url + "/history", max_retries=1), sleep=lambda s: None
-    )
+def _history_client(fake_server) -> ZkillHistoryClient:
+    return ZkillHistoryClient(fake_server.url + "/history")
 
 
 def test_zkill_history_day_then_resume(

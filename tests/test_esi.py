@@ -9,7 +9,8 @@ import threading
 import pytest
 from fakes_esi import *  # noqa: F403 - the fake servers' fixtures
 
-from wn_persist_plugin.errors import ConfigError
+from wn_persist_plugin import __version__
+from wn_persist_plugin.errors import ConfigError, SourceNotFound
 from wn_persist_plugin.sources.esi import (
     EsiClient,
     EsiError,
@@ -18,6 +19,7 @@ from wn_persist_plugin.sources.esi import (
     EsiUnavailable,
     esi_settings,
 )
+from wn_persist_plugin.sources.http import make_session, user_agent
 
 JITA = 30000142
 
@@ -28,6 +30,39 @@ def test_universe_endpoints(esi_client):
     assert esi_client.constellation(20000020)["region_id"] == 10000002
     assert esi_client.region(10000002)["name"] == "The Forge"
     with pytest.raises(EsiNotFound):
+        esi_client.system(1)
+
+
+def test_every_request_carries_our_user_agent(fake_server, sleeps):
+    """ESI asks clients to identify themselves: our User-Agent (with the contact) on every
+    request, retries and POSTs included, never python-requests'."""
+    fake_server.script(r"^/universe/regions/", [(503, {})])
+    client = EsiClient(
+        EsiSettings(base_url=fake_server.url), contact="ops@example.org", sleep=sleeps
+    )
+    assert client.region(10000002)["name"] == "The Forge"
+    assert client.names([JITA]).names[JITA] == ("Jita", "solar_system")
+    expected = user_agent("ops@example.org")
+    assert expected.startswith(f"wn-persist/{__version__} (") and "ops@example.org" in expected
+    assert fake_server.user_agents() == [expected] * 3
+    assert [(m, p) for m, p, _ in fake_server.received] == [
+        ("GET", "/universe/regions/10000002/"),
+        ("GET", "/universe/regions/10000002/"),
+        ("POST", "/universe/names/"),
+    ]
+    assert all(h["accept"] == "application/json" for _, _, h in fake_server.received)
+
+
+def test_default_client_and_handed_in_session(esi_client, fake_server):
+    esi_client.system(JITA)
+    EsiClient(EsiSettings(base_url=fake_server.url), session=make_session("s@example.org")).system(
+        JITA
+    )
+    assert fake_server.user_agents() == [user_agent(None), user_agent("s@example.org")]
+
+
+def test_not_found_is_a_source_not_found(esi_client):
+    with pytest.raises(SourceNotFound, match=r"^ESI: GET /universe/systems/1/: HTTP 404"):
         esi_client.system(1)
 
 
@@ -104,6 +139,7 @@ def test_other_client_errors_are_not_retried(esi_client, fake_server):
     with pytest.raises(EsiError) as info:
         esi_client.system(JITA)
     assert info.value.status == 400
+    assert str(info.value) == "ESI: GET /universe/systems/30000142/: HTTP 400 (scripted 400)"
     assert len(fake_server.asked("/universe/systems/")) == 1
 
 
@@ -127,7 +163,7 @@ def test_timeouts_are_retried_then_unavailable(sleeps):
     try:
         url = f"http://127.0.0.1:{listener.getsockname()[1]}"
         client = EsiClient(EsiSettings(base_url=url, timeout=0.3, max_retries=2), sleep=sleeps)
-        with pytest.raises(EsiUnavailable, match="Timeout"):
+        with pytest.raises(EsiUnavailable, match=r"read timed out after 0\.3 s \(after 3 tries\)"):
             client.system(JITA)
         assert sleeps.waits == [1.0, 2.0]
     finally:
@@ -145,7 +181,9 @@ def test_connection_refused_is_unavailable(sleeps):
     client = EsiClient(
         EsiSettings(base_url=f"http://127.0.0.1:{port}", max_retries=1), sleep=sleeps
     )
-    with pytest.raises(EsiUnavailable):
+    with pytest.raises(
+        EsiUnavailable, match="^ESI: GET /universe/regions/10000002/: connection refused"
+    ):
         client.region(10000002)
 
 

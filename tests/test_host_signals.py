@@ -91,7 +91,7 @@ def test_unreachable_feed_keeps_retrying_and_stops_on_signal(db_url, db, tmp_pat
     finally:
         process.kill()
     assert process.returncode == 0, err
-    assert f"R2Z2 sequence.json at {url}: ConnectionError" in err
+    assert f"R2Z2 sequence.json at {url}: connection refused" in err
     assert "retrying in" in err
     db_check = open_database(db_url, bind=False)
     assert feed_state.load_sequence(db_check) is None

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from fakes.wanderer_map import FakeMap, map_entry
 
-from wn_persist_plugin.errors import MapUnavailable
+from wn_persist_plugin.errors import MapUnavailable, SourceUnavailable
+from wn_persist_plugin.sources.http import make_session, user_agent
 from wn_persist_plugin.sources.wanderer_map import MapClient, tracked_from_payload
 
 KEY = "s3cret-map-key-123"
@@ -28,7 +29,18 @@ def test_tracked_entries_as_integer_ids():
         request = fake.requests[-1]
         assert request.path == "/api/maps/my-map/tracked-characters"
         assert request.headers["authorization"] == f"Bearer {KEY}"
-        assert request.headers["user-agent"].startswith("wn-persist/")
+        assert request.headers["user-agent"] == user_agent(None)
+        assert request.headers["accept"] == "application/json"
+
+
+def test_user_agent_with_contact_and_handed_in_session():
+    with FakeMap("my-map", KEY, entries()) as fake:
+        MapClient(fake.url, "my-map", KEY, contact="ops@example.org").fetch()
+        shared = make_session("tests@example.org")
+        MapClient(fake.url, "my-map", KEY, session=shared).fetch()
+        agents = [r.headers["user-agent"] for r in fake.requests]
+        assert agents == [user_agent("ops@example.org"), user_agent("tests@example.org")]
+        assert "authorization" not in {k.lower() for k in shared.headers}  # key per request
 
 
 def test_payload_shapes():
@@ -49,8 +61,8 @@ def test_payload_shapes():
         ("404", "HTTP 404"),
         ("429:5", "HTTP 429"),
         ("garbage", "not JSON"),
-        ("timeout:1.0", "timed out"),
-        ("close", "ConnectionError"),
+        ("timeout:1.0", "read timed out after 0.3 s"),
+        ("close", "connection closed without an answer"),
     ],
 )
 def test_failures_raise_map_unavailable_without_the_key(fault, reason):
@@ -59,7 +71,10 @@ def test_failures_raise_map_unavailable_without_the_key(fault, reason):
         client = MapClient(fake.url, "my-map", KEY, timeout=0.3)
         with pytest.raises(MapUnavailable) as info:
             client.fetch()
-        assert reason in str(info.value) and KEY not in str(info.value)
+        assert isinstance(info.value, SourceUnavailable)
+        message = str(info.value)
+        assert message.startswith("Wanderer map API: ") and reason in message
+        assert KEY not in message and "\n" not in message
         assert client.fetch().ids == frozenset({2123019188, 95465499})
 
 
@@ -75,5 +90,5 @@ def test_wrong_key_and_wrong_map():
 def test_server_down():
     with FakeMap("my-map", KEY, entries()) as fake:
         url = fake.url
-    with pytest.raises(MapUnavailable, match="ConnectionError"):
+    with pytest.raises(MapUnavailable, match="^Wanderer map API: connection refused$"):
         MapClient(url, "my-map", KEY, timeout=0.5).fetch()

@@ -10,7 +10,13 @@ import pytest
 from fakes.r2z2 import FakeR2Z2
 
 from wn_persist_plugin import __version__
-from wn_persist_plugin.sources.r2z2 import R2Z2Client, make_limiter, retry_after_seconds
+from wn_persist_plugin.sources.http import (
+    DEFAULT_MAX_REDIRECTS,
+    make_session,
+    retry_after_seconds,
+    user_agent,
+)
+from wn_persist_plugin.sources.r2z2 import R2Z2Client, make_limiter
 
 FIRST = 90_000_000
 
@@ -34,8 +40,35 @@ def test_latest_then_mail_with_user_agent(envelopes):
         delivery = c.next_mail(FIRST + 3, stop)
         assert delivery is not None and delivery.sequence == FIRST + 3 and delivery.skipped == 0
         assert delivery.envelope["killmail_id"] == envelopes[3]["killmail_id"]
-        agent = feed.requests[-1].headers["user-agent"]
-        assert agent.startswith(f"wn-persist/{__version__} (") and "python-requests/" in agent
+        agents = [r.headers["user-agent"] for r in feed.requests]
+        assert agents == [user_agent(None)] * 2
+        assert agents[0].startswith(f"wn-persist/{__version__} (")
+        assert all(r.headers["accept"] == "application/json" for r in feed.requests)
+
+
+def test_user_agent_names_the_contact_on_every_request(envelopes):
+    """Retries too: each request zKillboard sees says who we are and how to reach us."""
+    with FakeR2Z2(envelopes, first=FIRST) as feed:
+        feed.fail(FakeR2Z2.path(FIRST), "503")
+        c = client(feed.url, contact="ops@example.org")
+        assert c.next_mail(FIRST, threading.Event()) is not None
+        agents = [r.headers["user-agent"] for r in feed.requests]
+        assert agents == [user_agent("ops@example.org")] * 2
+        assert "ops@example.org" in agents[0] and "python-requests" not in agents[0]
+
+
+def test_a_handed_in_session_is_paced_too(envelopes):
+    """A session handed in keeps its headers and still gets the limiter in front."""
+    with FakeR2Z2(envelopes, first=FIRST) as feed:
+        session = make_session("tests@example.org")
+        c = client(feed.url, session=session, requests_per_second=5)
+        stop = threading.Event()
+        for n in range(FIRST, FIRST + 4):
+            assert c.next_mail(n, stop) is not None
+        times = [r.at for r in feed.requests]
+        assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.15
+        assert {r.headers["user-agent"] for r in feed.requests} == {user_agent("tests@example.org")}
+        assert c.counters.requests == 4
 
 
 def test_not_found_waits_and_retries_the_same_sequence(envelopes):
@@ -212,3 +245,35 @@ def test_limiter_alone_spaces_requests():
     gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
     assert stamps[-1] - stamps[0] >= 24 * 0.05 - 0.01
     assert statistics.median(gaps) >= 0.049
+
+
+def test_a_redirect_loop_is_paced_and_is_an_error_with_backoff(envelopes, caplog):
+    """A feed answering 302 to itself: every hop waits for the limiter (no burst of
+    redirects), the loop ends as an error after DEFAULT_MAX_REDIRECTS hops, and the client
+    backs off before asking again."""
+    rate = 10
+    hops = DEFAULT_MAX_REDIRECTS + 1  # the request and the redirects it follows
+    waits: list[float] = []
+
+    def sleep(stop: threading.Event, seconds: float) -> bool:
+        waits.append(seconds)
+        return stop.wait(seconds)
+
+    with FakeR2Z2(envelopes, first=FIRST) as feed:
+        feed.fail("/ephemeral/sequence.json", *["redirect"] * (2 * hops))
+        c = client(feed.url, requests_per_second=rate, max_backoff=0.3, sleep=sleep)
+        with caplog.at_level(logging.WARNING, logger="wn_persist_plugin.sources.r2z2"):
+            assert c.latest_sequence(threading.Event()) == FIRST + 39
+        statuses = [r.status for r in feed.requests]
+        assert statuses == [302] * (2 * hops) + [200]
+        assert c.counters.errors == 2 and c.counters.requests == 2 * hops + 1
+        assert waits == [0.3, 0.3]  # backoff: 0.5 s doubling, capped at max_backoff
+        warnings = [r.getMessage() for r in caplog.records]
+        assert len(warnings) == 2 and all("too many redirects" in w for w in warnings)
+        times = [r.at for r in feed.requests]
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        # Paced: no two requests closer than the limiter allows (with room for jitter),
+        # never more than the rate in one second, and the backoff between the two loops.
+        assert min(gaps) >= 0.5 / rate
+        assert _max_in_window(times, 1.0) <= rate
+        assert gaps[hops - 1] >= 0.3 and gaps[2 * hops - 1] >= 0.3

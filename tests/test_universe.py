@@ -12,6 +12,7 @@ from fakes_esi import *  # noqa: F403 - the fake servers' fixtures
 from wn_persist_plugin.cli import main
 from wn_persist_plugin.db.models import UniverseRegion, UniverseSystem, UniverseType
 from wn_persist_plugin.enrichment import static_data as universe
+from wn_persist_plugin.sources.http import DEFAULT_RETRIES
 
 
 def _csv_count(path) -> int:
@@ -83,9 +84,11 @@ def test_download_from_fake_fuzzwork_then_import(db, fake_server, fake_data, tmp
 
 
 def test_download_failure_names_the_url_and_leaves_nothing(fake_server, tmp_path):
-    fake_server.script(r"mapSolarSystems", [(503, {})])
+    # The session retries a 503 DEFAULT_RETRIES times; one more makes the download fail.
+    fake_server.script(r"mapSolarSystems", [(503, {})] * (DEFAULT_RETRIES + 1))
     with pytest.raises(universe.UniverseImportError, match=r"mapSolarSystems.csv.bz2: HTTP 503"):
         universe.download(tmp_path, fake_server.url + "/dump/latest")
+    assert len(fake_server.asked("/dump/latest/mapSolarSystems.csv.bz2")) == DEFAULT_RETRIES + 1
     assert not (tmp_path / "mapSolarSystems.csv").exists()
     assert not list(tmp_path.glob("*.part"))
 

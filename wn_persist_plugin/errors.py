@@ -9,12 +9,18 @@
     ├── QueryError             a question about the history that has no answer
     │   ├── UnknownPeriod      not daily, weekly or monthly
     │   └── UnknownCharacter   no tracked character or statistics by that id or name
-    └── SourceError            an outside service gave no usable answer
+    └── SourceError            an outside service gave no usable answer (`status`: HTTP)
+        ├── SourceNotFound     404: what was asked for is not there (a history day, ...)
         ├── SourceUnavailable  down, too slow, or asks us to wait too long: try later
-        │   └── MapUnavailable the Wanderer map API, this time
+        │   ├── MapUnavailable the Wanderer map API, this time
+        │   └── StaticDataUnavailable  the SDE download (also a UniverseImportError)
         └── EsiError           ESI refused in a way retrying will not fix
-            ├── EsiNotFound    404: the id (or id/hash pair) does not exist
-            └── EsiUnavailable ESI is down or asks us to wait too long
+            ├── EsiNotFound    404: the id (or id/hash pair) does not exist (a SourceNotFound)
+            └── EsiUnavailable ESI is down or asks us to wait too long (a SourceUnavailable)
+
+Source messages are one line: the service, what was asked, and the cause (DNS lookup
+failed, connection refused, timed out, TLS error, HTTP status, ...); never a URL password
+or an API key.
 
 Messages never name a command-line flag: the CLI translates library errors into exit codes
 and words of its own.
@@ -91,6 +97,10 @@ class SourceError(WnPersistError):
         super().__init__(message)
 
 
+class SourceNotFound(SourceError):
+    """404: the service has nothing at that address (an unknown id, a day not published)."""
+
+
 class SourceUnavailable(SourceError):
     """The service is down, too slow, or asks us to wait longer than we are willing to."""
 
@@ -99,11 +109,15 @@ class MapUnavailable(SourceUnavailable):
     """The map API gave no usable answer this time (the reason is safe to log)."""
 
 
+class StaticDataUnavailable(SourceUnavailable, UniverseImportError):
+    """The static data (SDE) download failed; no file of it was left half-written."""
+
+
 class EsiError(SourceError):
     """ESI answered with an error that retrying will not fix."""
 
 
-class EsiNotFound(EsiError):
+class EsiNotFound(EsiError, SourceNotFound):
     """404: the id (or id/hash pair) does not exist."""
 
 

@@ -26,8 +26,9 @@ class FakeServer:
 
     Faults: `fail(path, *faults)` queues faults served (one per request) before the normal
     answer: "500" / "503" / any status, "garbage" (200 with a body that is not JSON),
-    "429:N" (429 with `Retry-After: N`), "timeout:S" (answer only after S seconds),
-    "close" (drop the connection without an answer). Path "*" matches every request.
+    "429:N" / "503:N" / any status with `Retry-After: N`, "timeout:S" (answer only after S
+    seconds), "close" (drop the connection without an answer), "redirect" (302 back to the
+    same path). Path "*" matches every request. Every request is recorded with its headers.
     """
 
     def __init__(self) -> None:
@@ -91,6 +92,9 @@ class FakeServer:
             raw = json.dumps(body).encode() if body is not None else b""
         elif fault == "garbage":
             status, raw = 200, b'{"killmail_id": 12, "esi": {trunc'
+        elif fault == "redirect":
+            status, raw = 302, b""
+            extra = {"Location": handler.path}
         elif fault.startswith("429"):
             status, raw = 429, b"rate limited"
             extra = {"Retry-After": fault.split(":", 1)[1]} if ":" in fault else {}
@@ -104,7 +108,9 @@ class FakeServer:
             handler.close_connection = True
             return
         else:
-            status, raw = int(fault), b"server error"
+            code, _, retry_after = fault.partition(":")
+            status, raw = int(code), b"server error"
+            extra = {"Retry-After": retry_after} if retry_after else {}
         with self.lock:
             self.requests.append(Request(at, path, status, headers))
         try:

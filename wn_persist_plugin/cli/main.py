@@ -395,7 +395,7 @@ def backfill(
     """Import past killmails: JSON/JSONL files, folders, EVE Ref .tar.bz2 archives, or
     zKillboard history (--zkill-history 2026-01-01..2026-01-31). Exit 1 if any was bad."""
     from ..ingest import backfill as bf
-    from ..sources.esi import EsiClient, EsiSettings
+    from ..sources.zkill_history import ZkillHistoryClient
 
     if not paths and not zkill:
         fail("give PATH... or --zkill-history FROM..TO")
@@ -416,7 +416,7 @@ def backfill(
             start, end = bf.parse_day_range(zkill)
             base = bf.zkill_history_url(app.settings.extra)
             esi = _esi_client(app)
-            history = EsiClient(EsiSettings(base_url=base, max_retries=4))
+            history = ZkillHistoryClient(base)
             summaries.append(
                 bf.backfill_zkill_history(
                     app.db,

@@ -26,7 +26,9 @@ from peewee import JOIN, Database
 
 from ..db.connect import connected, write_transaction
 from ..db.models import UniverseConstellation, UniverseRegion, UniverseSystem, UniverseType
-from ..errors import ConfigError, UniverseImportError
+from ..errors import ConfigError, StaticDataUnavailable, UniverseImportError
+from ..redact import mask_url
+from ..sources.http import make_session, status_cause, transport_cause
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,10 @@ REQUIRED_FILES = ("mapRegions.csv", "mapConstellations.csv", "mapSolarSystems.cs
 TYPE_FILES = ("invGroups.csv", "invTypes.csv")
 DOWNLOAD_FILES = REQUIRED_FILES + TYPE_FILES
 BATCH = 1000
+SDE_SERVICE = "static data (SDE)"
+DOWNLOAD_TIMEOUT = 60.0
+"""Seconds to connect, and to wait for each piece of a file, when downloading."""
+DOWNLOAD_CHUNK = 1 << 16
 
 
 def sde_base_url(values: Mapping[str, str]) -> str:
@@ -211,42 +217,58 @@ def download(
     base_url: str = DEFAULT_SDE_BASE_URL,
     *,
     session: requests.Session | None = None,
-    timeout: float = 60.0,
+    timeout: float = DOWNLOAD_TIMEOUT,
     files: Iterable[str] = DOWNLOAD_FILES,
+    contact: str | None = None,
 ) -> list[Path]:
     """Fetch the SDE CSV files as `<name>.bz2` from `base_url` into `directory`,
-    decompressing while streaming (a file appears only once complete)."""
+    decompressing while streaming (a file appears only once complete).
+
+    Without `session`, one is made by `make_session` (our User-Agent with `contact`;
+    connection errors and 5xx retried). A failed download raises `StaticDataUnavailable`
+    (one line naming the URL and the cause; also a `UniverseImportError`) and leaves no
+    partial file."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
-    http = session or requests.Session()
+    http = session or make_session(contact, timeout=timeout, accept=None)
     written = []
     for name in files:
         url = f"{base_url.rstrip('/')}/{name}.bz2"
         target = folder / name
         partial = folder / (name + ".part")
         try:
-            with http.get(url, stream=True, timeout=timeout) as response:
-                if response.status_code != 200:
-                    raise UniverseImportError(f"{url}: HTTP {response.status_code}")
-                decompressor = bz2.BZ2Decompressor()
-                with partial.open("wb") as out:
-                    for chunk in response.iter_content(chunk_size=1 << 16):
-                        out.write(decompressor.decompress(chunk))
-                if not decompressor.eof:
-                    raise UniverseImportError(f"{url}: truncated download")
-        except requests.RequestException as exc:
-            partial.unlink(missing_ok=True)
-            raise UniverseImportError(f"{url}: {exc}") from None
-        except (OSError, EOFError) as exc:
-            partial.unlink(missing_ok=True)
-            raise UniverseImportError(f"{url}: {exc}") from None
-        except UniverseImportError:
+            _download_one(http, url, partial, timeout)
+        except BaseException:
             partial.unlink(missing_ok=True)
             raise
         partial.replace(target)
         written.append(target)
         log.info("downloaded %s", target)
     return written
+
+
+def _download_one(http: requests.Session, url: str, partial: Path, timeout: float) -> None:
+    where = f"{SDE_SERVICE}: {mask_url(url)}"
+    try:
+        with http.get(url, stream=True, timeout=timeout) as response:
+            if response.status_code != 200:
+                raise StaticDataUnavailable(
+                    f"{where}: {status_cause(response)}", response.status_code
+                )
+            decompressor = bz2.BZ2Decompressor()
+            with partial.open("wb") as out:
+                for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK):
+                    try:
+                        data = decompressor.decompress(chunk)
+                    except (OSError, EOFError) as exc:
+                        raise StaticDataUnavailable(f"{where}: not bzip2 data ({exc})") from None
+                    out.write(data)
+            if not decompressor.eof:
+                raise StaticDataUnavailable(f"{where}: download cut off (bzip2 stream unfinished)")
+    except requests.RequestException as exc:
+        raise StaticDataUnavailable(f"{where}: {transport_cause(exc, timeout)}") from None
+    except OSError as exc:  # writing the file
+        raise UniverseImportError(f"{partial}: {exc}") from None
 
 
 # -- lookups ------------------------------------------------------------------------------

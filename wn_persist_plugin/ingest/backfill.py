@@ -30,9 +30,10 @@ from peewee import Database
 from ..db.connect import connected
 from ..db.models import BackfillCursor, TrackedCharacter
 from ..enrichment.fill import RowFiller
-from ..errors import ConfigError, EsiError, EsiNotFound, EsiUnavailable
+from ..errors import ConfigError, EsiError, EsiNotFound, SourceError, SourceNotFound
 from ..killmails import parse as km
 from ..sources.esi import EsiClient
+from ..sources.zkill_history import ZkillHistoryClient
 from .rows import involvement_rows
 from .store import write_rows
 
@@ -391,13 +392,20 @@ def _save_cursor(source: str, position: int | None, done: bool) -> None:
     ).execute()
 
 
+ESI_UNKNOWN_MAIL = 422
+"""ESI's answer to a killmail id/hash pair it does not know ("Invalid killmail_id and/or
+killmail_hash"), besides 404."""
+
+
 def _fetch(esi: EsiClient, killmail_id: int, hash_: str) -> tuple[int, str, Any]:
+    """One mail body from ESI; None when ESI does not know the id/hash pair. ESI down or
+    refusing otherwise raises (`EsiUnavailable`, `EsiError`)."""
     try:
         return killmail_id, hash_, esi.killmail(killmail_id, hash_)
     except EsiNotFound:
         return killmail_id, hash_, None
     except EsiError as exc:
-        if exc.status == 422:  # ESI: "Invalid killmail_id and/or killmail_hash"
+        if exc.status == ESI_UNKNOWN_MAIL:
             return killmail_id, hash_, None
         raise
 
@@ -408,7 +416,7 @@ def backfill_zkill_history(
     end: dt.date,
     *,
     esi: EsiClient,
-    history: EsiClient,
+    history: ZkillHistoryClient,
     track: Iterable[int] = (),
     workers: int = 4,
     progress: bool = False,
@@ -443,7 +451,7 @@ def _history_day(
     runner: Backfill,
     day: dt.date,
     esi: EsiClient,
-    history: EsiClient,
+    history: ZkillHistoryClient,
     pool: ThreadPoolExecutor,
     progress: bool,
 ) -> None:
@@ -455,12 +463,12 @@ def _history_day(
         summary.days_skipped += 1
         return
     try:
-        index = history.request("GET", f"/{stamp}.json")
-    except EsiNotFound:
+        index = history.day(day)
+    except SourceNotFound:
         summary.note(f"zKillboard history {stamp}: not found (404)")
         return
-    except EsiError as exc:
-        summary.stopped = f"zKillboard history {stamp}: {exc}; run again to resume"
+    except SourceError as exc:
+        summary.stopped = f"{exc}; run again to resume"
         return
     if not isinstance(index, dict):
         summary.note(f"zKillboard history {stamp}: not a killmail_id -> hash map")
@@ -485,12 +493,8 @@ def _history_day(
                 chunk = pairs[begin : begin + ZKILL_CHUNK]
                 try:
                     fetched = list(pool.map(lambda p: _fetch(esi, *p), chunk))
-                except EsiUnavailable as exc:
-                    summary.stopped = f"ESI unavailable ({exc}); run again to resume"
-                    runner.flush()
-                    return
-                except EsiError as exc:
-                    summary.stopped = f"ESI error ({exc}); run again to resume"
+                except SourceError as exc:  # ESI down (EsiUnavailable) or refusing
+                    summary.stopped = f"{exc}; run again to resume"
                     runner.flush()
                     return
                 for killmail_id, hash_, body in fetched:

@@ -1,1 +1,2 @@
-"""Clients of outside services: ESI, zKillboard R2Z2, the Wanderer map API."""
+"""Clients of outside services: ESI, zKillboard R2Z2 and history, the Wanderer map API;
+`http` holds the session factory, backoff and failure causes they share."""

@@ -6,14 +6,16 @@ and killmails (`/killmails/{id}/{hash}/`).
 
 ESI's own limits are obeyed: the error limit (`X-ESI-Error-Limit-Remain` / `-Reset`: when
 few errors remain, wait for the window to reset; a 420 means the limit was hit), 429 with
-`Retry-After`, 5xx, timeouts and other network errors retried with exponential backoff.
-A wait longer than `max_wait`, or retries used up, raise `EsiUnavailable`: callers treat
-ESI as down and try again later; nothing waits forever.
+`Retry-After`, 5xx, timeouts and other network errors retried with exponential backoff
+(`sources.http.Backoff`). A wait longer than `max_wait`, or retries used up, raise
+`EsiUnavailable`: callers treat ESI as down and try again later; nothing waits forever.
+The session comes from `sources.http.make_session` (our User-Agent, JSON, timeout).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -22,9 +24,16 @@ from typing import Any
 
 import requests
 
-from .. import __version__
 from ..errors import ConfigError, EsiError, EsiNotFound, EsiUnavailable
 from ..settings import parse_int
+from .http import (
+    NO_RETRIES,
+    Backoff,
+    make_session,
+    retry_after_seconds,
+    status_cause,
+    transport_cause,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +42,9 @@ NAMES_BATCH = 1000
 """ESI's `POST /universe/names/` takes at most 1,000 ids."""
 ERROR_LIMIT_FLOOR = 10
 """When ESI says this few errors remain in its window, wait for the window to reset."""
+ERROR_WINDOW = 60.0
+"""Seconds of ESI's error-limit window, when a 420 does not say when it resets."""
+SERVICE = "ESI"
 
 
 @dataclass(frozen=True)
@@ -76,42 +88,57 @@ def _float_header(headers: Mapping[str, str], name: str) -> float | None:
         return None
 
 
+@dataclass(frozen=True)
+class _TryAgain:
+    """An answer worth another attempt after `wait` seconds."""
+
+    wait: float
+    reason: str
+
+
 class EsiClient:
-    """Thread-safe ESI client (one `requests.Session`, shared error-limit state)."""
+    """Thread-safe ESI client (one session, shared error-limit state).
+
+    The session comes from `make_session` without urllib3 retries: every attempt must be
+    seen here, since each error answer costs ESI's error limit. `contact` goes into the
+    User-Agent of the session made here (a session handed in is used as it is)."""
 
     def __init__(
         self,
         settings: EsiSettings | None = None,
         *,
         session: requests.Session | None = None,
+        contact: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         backoff: float = 1.0,
     ) -> None:
         self.settings = settings or EsiSettings()
-        self.session = session or requests.Session()
-        self.session.headers.setdefault("User-Agent", f"wn-persist/{__version__}")
-        self.session.headers["Accept"] = "application/json"
+        self.session = session or make_session(
+            contact, timeout=self.settings.timeout, retries=NO_RETRIES
+        )
         self._sleep = sleep
-        self._backoff = backoff
+        self._backoff = Backoff(first=backoff, cap=math.inf)  # max_wait decides when to stop
         self._lock = threading.Lock()
         self._errors_remain: float | None = None
         self._reset_at: float | None = None
 
     # -- transport ---------------------------------------------------------------------
 
-    def _wait(self, seconds: float, why: str) -> None:
+    def _wait(self, seconds: float, why: str, what: str) -> None:
         if seconds > self.settings.max_wait:
-            raise EsiUnavailable(f"ESI asks to wait {seconds:.0f} s ({why}); giving up for now")
+            raise EsiUnavailable(
+                f"{SERVICE}: {what}: asked to wait {seconds:.0f} s ({why}); giving up for now"
+            )
         log.info("ESI: waiting %.1f s (%s)", seconds, why)
         self._sleep(max(0.0, seconds))
 
-    def _respect_error_limit(self) -> None:
+    def _respect_error_limit(self, what: str) -> None:
         with self._lock:
             remain, reset_at = self._errors_remain, self._reset_at
         if remain is not None and remain <= ERROR_LIMIT_FLOOR and reset_at is not None:
             wait = reset_at - time.monotonic()
             if wait > 0:
-                self._wait(wait, f"error limit: {remain:.0f} errors left")
+                self._wait(wait, f"error limit: {remain:.0f} errors left", what)
             with self._lock:
                 self._errors_remain = None
 
@@ -122,56 +149,60 @@ class EsiClient:
             return
         with self._lock:
             self._errors_remain = remain
-            self._reset_at = time.monotonic() + (reset if reset is not None else 60.0)
+            self._reset_at = time.monotonic() + (reset if reset is not None else ERROR_WINDOW)
+
+    def _answer(self, response: requests.Response, what: str, attempt: int) -> Any:
+        """The decoded JSON of a 200; `_TryAgain` for answers worth retrying; raises
+        `EsiNotFound` (404) or `EsiError` (other refusals)."""
+        headers = response.headers
+        self._note_error_limit(headers)
+        status = response.status_code
+        if status == 200:
+            try:
+                return response.json()
+            except ValueError:
+                return _TryAgain(self._backoff.delay(attempt), "HTTP 200 with a body not JSON")
+        if status == 404:
+            raise EsiNotFound(f"{SERVICE}: {what}: {status_cause(response)}", status)
+        if status == 420:
+            reset = _float_header(headers, "X-ESI-Error-Limit-Reset")
+            with self._lock:
+                self._errors_remain = None  # the window resets while we wait
+            return _TryAgain(ERROR_WINDOW if reset is None else reset, "HTTP 420 error limited")
+        if status == 429:
+            wait = retry_after_seconds(
+                headers.get("Retry-After"), default=self._backoff.delay(attempt), cap=math.inf
+            )
+            return _TryAgain(wait, "HTTP 429 too many requests")
+        if status >= 500:
+            return _TryAgain(self._backoff.delay(attempt), status_cause(response))
+        raise EsiError(f"{SERVICE}: {what}: {status_cause(response)}", status)
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         """Send one request with ESI's limits and retries; return the decoded JSON."""
         url = self.settings.base_url + path
+        what = f"{method} {path}"
+        tries = self.settings.max_retries + 1
         last = "no attempt made"
-        for attempt in range(self.settings.max_retries + 1):
-            self._respect_error_limit()
+        for attempt in range(tries):
+            self._respect_error_limit(what)
             try:
-                response = self.session.request(
+                with self.session.request(
                     method, url, json=body, timeout=self.settings.timeout
-                )
+                ) as response:
+                    answer = self._answer(response, what, attempt)
             except requests.RequestException as exc:
-                # Any transport failure (refused, timed out, a body cut off mid-way:
-                # ChunkedEncodingError, ...) is retried, then ESI counts as unavailable.
-                last = f"{type(exc).__name__}: {exc}"
-                if attempt < self.settings.max_retries:
-                    self._wait(self._backoff * 2**attempt, last)
-                continue
-            headers = response.headers
-            self._note_error_limit(headers)
-            status = response.status_code
-            if status == 200:
-                try:
-                    return response.json()
-                except ValueError:
-                    last = "200 with a body that is not JSON"
-            elif status == 404:
-                raise EsiNotFound(f"{method} {path}: 404", 404)
-            elif status == 420:
-                last = "420 error limited"
-                reset = _float_header(headers, "X-ESI-Error-Limit-Reset")
-                self._wait(60.0 if reset is None else reset, last)
-                with self._lock:
-                    self._errors_remain = None  # the window has reset while we waited
-                continue
-            elif status == 429:
-                last = "429 too many requests"
-                retry_after = _float_header(headers, "Retry-After")
-                self._wait(self._backoff * 2**attempt if retry_after is None else retry_after, last)
-                continue
-            elif status >= 500:
-                last = f"{status} server error"
-            else:
-                raise EsiError(f"{method} {path}: {status} {response.text[:200]}", status)
-            if attempt < self.settings.max_retries:
-                self._wait(self._backoff * 2**attempt, last)
-        raise EsiUnavailable(
-            f"{method} {path}: {last} (after {self.settings.max_retries + 1} tries)"
-        )
+                # Any transport failure (refused, timed out, a body cut off mid-way, ...)
+                # is retried, then ESI counts as unavailable.
+                answer = _TryAgain(
+                    self._backoff.delay(attempt), transport_cause(exc, self.settings.timeout)
+                )
+            if not isinstance(answer, _TryAgain):
+                return answer
+            last = answer.reason
+            if attempt + 1 < tries:
+                self._wait(answer.wait, last, what)
+        raise EsiUnavailable(f"{SERVICE}: {what}: {last} (after {tries} tries)")
 
     # -- endpoints ---------------------------------------------------------------------
 

@@ -6,18 +6,19 @@ wait (about 6 s) and ask for the same N again. 429 carries `Retry-After`. Every 
 to the feed goes through one limiter that spaces them evenly (GCRA with a burst of one,
 from pyrate-limiter), so no one-second window ever holds more than the configured rate.
 
-Failures (5xx, timeouts, connection errors, a body that is not a JSON object) are logged
-and retried with exponential backoff; nothing here raises into the caller. Waits end
-early when the caller's stop event is set.
+Failures (5xx, timeouts, connection errors, a redirect loop, a body that is not a JSON
+object) are logged in one line and retried with exponential backoff (`sources.http.Backoff`);
+nothing here raises into the caller. Waits end early when the caller's stop event is set.
+
+The session comes from `sources.http.make_session` without urllib3 retries, and the
+limiter sits in its transport adapter: every request on the wire (redirect hops included)
+waits for the limiter, and only this module's loop decides to try again.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,23 +26,28 @@ from typing import Any
 import requests
 from pyrate_limiter import Duration, Limiter, Rate, SingleBucketFactory, StateBucket
 
-from .. import __version__
-from ..redact import first_line
+from .http import (
+    DEFAULT_MAX_REDIRECTS,
+    NO_RETRIES,
+    Backoff,
+    make_session,
+    mount_adapter,
+    retry_after_seconds,
+    transport_cause,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://r2z2.zkillboard.com"
 MAX_REQUESTS_PER_SECOND = 20
 """zKillboard's published limit per IP."""
-
-
-def user_agent(contact: str | None = None) -> str:
-    """The User-Agent sent to zKillboard and the map API; `contact` (an e-mail or URL,
-    from `USER_AGENT_CONTACT`) lets zKillboard reach the operator."""
-    about = "killmail history for WandererNotifier groups"
-    if contact:
-        about += f"; {contact}"
-    return f"wn-persist/{__version__} ({about}) python-requests/{requests.__version__}"
+FIRST_BACKOFF = 0.5
+"""Seconds before the first retry after a failure; doubles up to `max_backoff`."""
+RATE_LIMITED_WAIT = 10.0
+"""Seconds to wait after a 429 without a usable `Retry-After`."""
+LONGEST_RETRY_AFTER = 600.0
+"""Longest `Retry-After` obeyed as given."""
+LIMITER_KEY = "r2z2"
 
 
 def make_limiter(requests_per_second: int) -> Limiter:
@@ -50,24 +56,6 @@ def make_limiter(requests_per_second: int) -> Limiter:
     # No leak thread: a GCRA state bucket has nothing to leak. buffer_ms=1 absorbs the
     # millisecond rounding of the bucket clock.
     return Limiter(SingleBucketFactory(bucket, schedule_leak=False), buffer_ms=1)
-
-
-def retry_after_seconds(value: str | None, default: float, cap: float) -> float:
-    """Seconds to wait from a `Retry-After` header (seconds or an HTTP date)."""
-    if not value:
-        return default
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            parsed = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return default
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=dt.UTC)
-        seconds = parsed.timestamp() - time.time()
-    return min(max(seconds, 0.0), cap)
 
 
 @dataclass(frozen=True)
@@ -100,7 +88,11 @@ class FeedCounters:
 
 
 class R2Z2Client:
-    """Polls the R2Z2 feed politely. Thread-safe for one caller at a time."""
+    """Polls the R2Z2 feed politely. Thread-safe for one caller at a time.
+
+    Without `session`, one is made by `make_session` (our User-Agent with `contact`). A
+    session handed in keeps its headers but gets this client's paced adapter mounted, so
+    the limiter stays in front of every request either way."""
 
     def __init__(
         self,
@@ -124,33 +116,47 @@ class R2Z2Client:
         self.max_backoff = max_backoff
         self.gap_confirmations = gap_confirmations
         self.bad_body_limit = bad_body_limit
-        self.limiter = make_limiter(requests_per_second)
-        self.session = session or requests.Session()
-        self.session.headers["User-Agent"] = user_agent(contact)
-        self.session.headers["Accept"] = "application/json"
+        self.backoff = Backoff(first=FIRST_BACKOFF, cap=max_backoff)
         self.counters = FeedCounters()
+        self.limiter = make_limiter(requests_per_second)
+        # Every request on the wire, redirect hops included, passes the limiter: the
+        # adapter calls `_pace` before each send, and urllib3 retries nothing on its own.
+        if session is None:
+            session = make_session(
+                contact,
+                timeout=timeout,
+                retries=NO_RETRIES,
+                max_redirects=DEFAULT_MAX_REDIRECTS,
+                pace=self._pace,
+            )
+        else:
+            mount_adapter(session, timeout=timeout, retries=NO_RETRIES, pace=self._pace)
+        self.session = session
         self.latest: int | None = None
         """The latest sequence the feed reported, when known."""
         self._wait = sleep or (lambda stop, seconds: stop.wait(seconds))
 
     # -- one attempt -------------------------------------------------------------------
 
-    def _get(self, path: str) -> Outcome:
-        self.limiter.try_acquire("r2z2")
+    def _pace(self) -> None:
+        """Called by the session's adapter before every request it sends."""
+        self.limiter.try_acquire(LIMITER_KEY)
         self.counters.requests += 1
+
+    def _get(self, path: str) -> Outcome:
         url = f"{self.base_url}{path}"
         try:
             response = self.session.get(url, timeout=self.timeout)
-        except requests.Timeout:
-            return Outcome("error", reason=f"timed out after {self.timeout:g} s")
         except requests.RequestException as exc:
-            return Outcome("error", reason=f"{type(exc).__name__}: {first_line(exc)}"[:300])
+            return Outcome("error", reason=transport_cause(exc, self.timeout))
         with response:
             if response.status_code == 404:
                 return Outcome("not_found")
             if response.status_code == 429:
                 wait = retry_after_seconds(
-                    response.headers.get("Retry-After"), default=10.0, cap=600.0
+                    response.headers.get("Retry-After"),
+                    default=RATE_LIMITED_WAIT,
+                    cap=LONGEST_RETRY_AFTER,
                 )
                 return Outcome("rate_limited", wait=wait, reason="HTTP 429")
             if response.status_code != 200:
@@ -162,9 +168,6 @@ class R2Z2Client:
         if not isinstance(data, dict):
             return Outcome("error", reason="body is not a JSON object", data="bad_body")
         return Outcome("ok", data=data)
-
-    def _backoff(self, attempt: int) -> float:
-        return min(self.max_backoff, 2.0 ** min(attempt, 16) * 0.5)
 
     # -- sequence.json -----------------------------------------------------------------
 
@@ -204,7 +207,7 @@ class R2Z2Client:
             self.counters.not_found += 1
             return self.not_found_wait
         self.counters.errors += 1
-        wait = self._backoff(attempt)
+        wait = self.backoff.delay(attempt)
         log.warning(
             "R2Z2 %s at %s: %s; retrying in %.1f s", what, self.base_url, outcome.reason, wait
         )

@@ -17,10 +17,16 @@ from urllib.parse import quote
 import requests
 
 from ..errors import MapUnavailable
-from ..redact import first_line
-from .r2z2 import user_agent
+from .http import NO_RETRIES, make_session, transport_cause
 
 log = logging.getLogger(__name__)
+
+SERVICE = "Wanderer map API"
+STATUS_HINTS = {
+    401: " (check MAP_API_KEY; or the map's subscription is inactive)",
+    403: " (the map's public API is disabled; or check MAP_API_KEY)",
+    404: " (check MAP_NAME and MAP_URL)",
+}
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,7 @@ def tracked_from_payload(payload: Any) -> TrackedList:
     """The tracked entries of a map API answer; raises MapUnavailable when it has no
     `data` list (an answer we cannot read must not empty the tracked list)."""
     if not isinstance(payload, Mapping) or not isinstance(payload.get("data"), list):
-        raise MapUnavailable("answer has no 'data' list")
+        raise MapUnavailable(f"{SERVICE}: answer has no 'data' list")
     entries: dict[int, Mapping[str, Any]] = {}
     for entry in payload["data"]:
         eve_id = _eve_id(entry)
@@ -62,7 +68,12 @@ def tracked_from_payload(payload: Any) -> TrackedList:
 
 
 class MapClient:
-    """Fetches the tracked characters of one map."""
+    """Fetches the tracked characters of one map.
+
+    One request per `fetch()`, no retries of its own: the host refreshes on its schedule
+    and keeps the last list meanwhile. Without `session`, one is made by `make_session`
+    (our User-Agent with `contact`); the API key is sent per request, never stored in the
+    session's headers."""
 
     def __init__(
         self,
@@ -76,28 +87,23 @@ class MapClient:
     ) -> None:
         self.url = f"{base_url.rstrip('/')}/api/maps/{quote(map_name, safe='')}/tracked-characters"
         self.timeout = timeout
-        self.session = session or requests.Session()
-        self.session.headers["User-Agent"] = user_agent(contact)
-        self.session.headers["Accept"] = "application/json"
+        self.session = session or make_session(contact, timeout=timeout, retries=NO_RETRIES)
         self._auth = {"Authorization": f"Bearer {api_key}"}
 
     def fetch(self) -> TrackedList:
-        """One request; raises MapUnavailable (reason without the key) on any failure."""
+        """One request; raises MapUnavailable (one line, without the key) on any failure."""
         try:
             response = self.session.get(self.url, headers=self._auth, timeout=self.timeout)
-        except requests.Timeout:
-            raise MapUnavailable(f"timed out after {self.timeout:g} s") from None
         except requests.RequestException as exc:
-            raise MapUnavailable(f"{type(exc).__name__}: {first_line(exc)}"[:300]) from None
+            raise MapUnavailable(f"{SERVICE}: {transport_cause(exc, self.timeout)}") from None
         with response:
-            if response.status_code in (401, 403):
-                raise MapUnavailable(f"HTTP {response.status_code} (check MAP_API_KEY)")
-            if response.status_code == 404:
-                raise MapUnavailable("HTTP 404 (check MAP_NAME and MAP_URL)")
-            if response.status_code != 200:
-                raise MapUnavailable(f"HTTP {response.status_code}")
+            status = response.status_code
+            if status != 200:
+                # The body is not quoted: an error page might echo the request.
+                hint = STATUS_HINTS.get(status, "")
+                raise MapUnavailable(f"{SERVICE}: HTTP {status}{hint}", status)
             try:
                 payload = response.json()
             except ValueError:
-                raise MapUnavailable("body is not JSON") from None
+                raise MapUnavailable(f"{SERVICE}: HTTP 200 with a body that is not JSON") from None
         return tracked_from_payload(payload)
