@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import socket
 import threading
+from pathlib import Path
 
 import pytest
 from fakes_esi import *  # noqa: F403 - the fake servers' fixtures
 
 from wn_persist_plugin.errors import ConfigError
+from wn_persist_plugin.settings import load_settings
 from wn_persist_plugin.sources.esi import (
     EsiClient,
     EsiError,
     EsiNotFound,
     EsiSettings,
     EsiUnavailable,
-    esi_settings,
 )
+
+
+def esi_settings(values: dict[str, str]) -> EsiSettings:
+    return load_settings(environ=values, dotenv=Path("/nonexistent/.env")).esi
+
 
 JITA = 30000142
 

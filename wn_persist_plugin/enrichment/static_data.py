@@ -26,23 +26,15 @@ from peewee import JOIN, Database
 
 from ..db.connect import connected, write_transaction
 from ..db.models import UniverseConstellation, UniverseRegion, UniverseSystem, UniverseType
-from ..errors import ConfigError, UniverseImportError
+from ..errors import UniverseImportError
+from ..settings import DEFAULT_SDE_BASE_URL
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SDE_BASE_URL = "https://www.fuzzwork.co.uk/dump/latest"
 REQUIRED_FILES = ("mapRegions.csv", "mapConstellations.csv", "mapSolarSystems.csv")
 TYPE_FILES = ("invGroups.csv", "invTypes.csv")
 DOWNLOAD_FILES = REQUIRED_FILES + TYPE_FILES
 BATCH = 1000
-
-
-def sde_base_url(values: Mapping[str, str]) -> str:
-    """`SDE_BASE_URL` from raw settings, validated."""
-    base = (values.get("SDE_BASE_URL") or DEFAULT_SDE_BASE_URL).strip().rstrip("/")
-    if not base.startswith(("http://", "https://")):
-        raise ConfigError("SDE_BASE_URL", f"{base!r} is not an http(s) URL")
-    return base
 
 
 @dataclass
