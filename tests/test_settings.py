@@ -281,5 +281,17 @@ def test_repr_masks_every_secret():
     assert "hunter2" not in repr(url) and "bob:***@h/db" in repr(url)
 
 
+def test_a_bad_secret_is_never_quoted():
+    with pytest.raises(ConfigError) as info:
+        load(POSTGRES_HOST="h", POSTGRES_PORT="hunter2")
+    assert "hunter2" in str(info.value)  # not a secret: quoted to help
+    with pytest.raises(ConfigError) as info:
+        load(DATABASE_URL="mysql://bob:hunter2@h/db")
+    assert str(info.value) == (
+        "DATABASE_URL: 'mysql://bob:***@h/db' has an unsupported scheme "
+        "(use sqlite:/// or postgresql://)"
+    )
+
+
 def test_unset_secrets_show_as_none():
     assert "api_key=None" in repr(load().map)

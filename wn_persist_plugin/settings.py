@@ -67,6 +67,9 @@ _FALSE = ("0", "false", "no", "off")
 class Kind:
     """How one variable's raw string is parsed and checked."""
 
+    masks_its_messages = False
+    """True when `parse`'s problems never quote a secret (they show it masked)."""
+
     def parse(self, raw: str) -> Any:
         return raw.strip()
 
@@ -216,6 +219,8 @@ class EveIds(Kind):
 @dataclass(frozen=True)
 class DatabaseUrl(Kind):
     """`sqlite:///path` or `postgresql://user:password@host:port/db`."""
+
+    masks_its_messages = True
 
     def parse(self, raw: str) -> str:
         value = raw.strip()
@@ -634,7 +639,7 @@ def _parse(setting: Setting, raw: str | None) -> Any:
         return setting.kind.parse(raw)
     except ValueError as exc:
         problem = str(exc)
-        if setting.secret and raw.strip() and raw.strip() in problem:
+        if setting.secret and not setting.kind.masks_its_messages and raw.strip() in problem:
             problem = "is not valid"
         raise ConfigError(setting.name, problem) from None
 
