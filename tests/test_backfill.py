@@ -308,6 +308,7 @@ def test_cli_backfill_and_zkill_history(
     monkeypatch.setenv("ZKILL_HISTORY_URL", "r2z2")
     result = CliRunner().invoke(main, ["backfill", "--zkill-history", day])
     assert result.exit_code == 2 and "ZKILL_HISTORY_URL" in result.output
+    monkeypatch.delenv("ZKILL_HISTORY_URL")  # a bad setting stops every command
     archive = write_archive(tmp_path / "killmails-2026-07-25.tar.bz2", real_envelopes)
     result = CliRunner().invoke(main, ["backfill", str(archive), "--progress", "--esi"])
     assert result.exit_code == 0, result.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from fakes_esi import *  # noqa: F403 - the fake servers' fixtures
@@ -22,6 +23,7 @@ from wn_persist_plugin.errors import ConfigError
 from wn_persist_plugin.ingest.rows import involvement_rows
 from wn_persist_plugin.ingest.store import write_rows
 from wn_persist_plugin.killmails.parse import parse
+from wn_persist_plugin.settings import Settings, load_settings
 
 LONG_AGO = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 
@@ -192,12 +194,16 @@ def test_scheduler_step(db, real_envelopes, fake_server, real_data_dir):
     tracked = tracked_ids(real_envelopes[:5])
     store_live(db, real_envelopes[:5], tracked)
     universe.import_directory(db, real_data_dir / "universe")
-    offline = scheduler_step({"PERSISTENCE_ESI_ENRICHMENT": "false"})(db)
+    offline = scheduler_step(settings_of({"PERSISTENCE_ESI_ENRICHMENT": "false"}))(db)
     assert offline.regions_filled > 0 and fake_server.requests == []
-    online = scheduler_step({"ESI_BASE_URL": fake_server.url})(db)
+    online = scheduler_step(settings_of({"ESI_BASE_URL": fake_server.url}))(db)
     assert online.names_fetched > 0 and online.character_names_filled > 0
     with pytest.raises(ConfigError, match="^PERSISTENCE_ESI_ENRICHMENT"):
-        scheduler_step({"PERSISTENCE_ESI_ENRICHMENT": "maybe"})
+        settings_of({"PERSISTENCE_ESI_ENRICHMENT": "maybe"})
+
+
+def settings_of(values: dict[str, str]) -> Settings:
+    return load_settings(environ=values, dotenv=Path("/nonexistent/.env"))
 
 
 def test_row_filler_fills_rows_before_the_write(db, real_envelopes, real_data_dir, sde_regions):

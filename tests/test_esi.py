@@ -5,21 +5,27 @@ from __future__ import annotations
 
 import socket
 import threading
+from pathlib import Path
 
 import pytest
 from fakes_esi import *  # noqa: F403 - the fake servers' fixtures
 
 from wn_persist_plugin import __version__
 from wn_persist_plugin.errors import ConfigError, SourceNotFound
+from wn_persist_plugin.settings import load_settings
 from wn_persist_plugin.sources.esi import (
     EsiClient,
     EsiError,
     EsiNotFound,
     EsiSettings,
     EsiUnavailable,
-    esi_settings,
 )
 from wn_persist_plugin.sources.http import make_session, user_agent
+
+
+def esi_settings(values: dict[str, str]) -> EsiSettings:
+    return load_settings(environ=values, dotenv=Path("/nonexistent/.env")).esi
+
 
 JITA = 30000142
 

@@ -15,7 +15,8 @@ from fakes.wanderer_map import FakeMap, map_entry
 from wn_persist_plugin.cli import main
 from wn_persist_plugin.errors import ConfigError
 from wn_persist_plugin.hookspecs import hookimpl
-from wn_persist_plugin.host.runner import HostSettings, feed_state, host_settings
+from wn_persist_plugin.host.runner import Host, feed_state, make_plugin_manager
+from wn_persist_plugin.settings import HostSettings
 
 FIRST = 90_000_000
 KEY = "map-key-never-logged-42"
@@ -46,13 +47,21 @@ def tracked(mails):
 # -- settings ----------------------------------------------------------------------------
 
 
+def host_for(settings, track=()):
+    """A Host that is not run (no entry-point plugins)."""
+    return Host(settings, track=track, plugin_manager=make_plugin_manager(entry_points=False))
+
+
 def test_settings_defaults():
-    options = host_settings(settings_for("sqlite:///x.db", TRACKED_CHARACTER_IDS="5, 7 5"))
-    assert options == HostSettings(static_ids=(5, 7))
-    assert options.r2z2_base_url == "https://r2z2.zkillboard.com"
-    assert not options.uses_map
-    with_track = host_settings(settings_for("sqlite:///x.db"), track=["9", "5,9"])
-    assert with_track.static_ids == (9, 5)
+    settings = settings_for("sqlite:///x.db", TRACKED_CHARACTER_IDS="5, 7 5")
+    assert settings.host == HostSettings(static_ids=(5, 7))
+    assert settings.feed.base_url == "https://r2z2.zkillboard.com"
+    assert not settings.map.configured
+    assert host_for(settings).options.static_ids == (5, 7)
+    with_track = host_for(settings_for("sqlite:///x.db"), track=[9, 5, 9])
+    assert with_track.options.static_ids == (9, 5)
+    both = host_for(settings, track=[9, 5])
+    assert both.options.static_ids == (5, 7, 9)
 
 
 @pytest.mark.parametrize(
@@ -78,21 +87,23 @@ def test_settings_defaults():
 )
 def test_bad_settings_name_the_variable(values, variable):
     with pytest.raises(ConfigError) as info:
-        host_settings(settings_for("sqlite:///x.db", **values))
+        host_for(settings_for("sqlite:///x.db", **values))
     assert info.value.variable == variable
     assert "\n" not in str(info.value) and KEY not in str(info.value)
 
 
-def test_bad_track_option_names_it():
-    with pytest.raises(ConfigError, match="--track"):
-        host_settings(settings_for("sqlite:///x.db"), track=["12x"])
+def test_library_errors_never_name_a_flag():
+    with pytest.raises(ConfigError) as info:
+        host_for(settings_for("sqlite:///x.db"))
+    assert "--" not in str(info.value)
 
 
 def test_api_key_not_in_repr():
-    options = host_settings(
-        settings_for("sqlite:///x.db", MAP_URL="https://m.example", MAP_NAME="m", MAP_API_KEY=KEY)
+    settings = settings_for(
+        "sqlite:///x.db", MAP_URL="https://m.example", MAP_NAME="m", MAP_API_KEY=KEY
     )
-    assert options.map_api_key == KEY and KEY not in repr(options)
+    assert settings.map.api_key == KEY and settings.map.configured
+    assert KEY not in repr(settings.map) and KEY not in repr(settings)
 
 
 @pytest.mark.parametrize(
@@ -102,6 +113,12 @@ def test_api_key_not_in_repr():
         ({"TRACKED_CHARACTER_IDS": "1,x"}, [], "TRACKED_CHARACTER_IDS: 'x' is not"),
         ({"R2Z2_TIMEOUT": "-1"}, ["--track", "5"], "R2Z2_TIMEOUT: -1 is out of range"),
         ({}, ["--track", "abc"], "--track: 'abc' is not a character id"),
+        (
+            {},
+            [],
+            "TRACKED_CHARACTER_IDS: no tracked characters: set MAP_URL, MAP_NAME and "
+            "MAP_API_KEY, or TRACKED_CHARACTER_IDS, or pass --track ID",
+        ),
     ],
 )
 def test_cli_run_bad_setting_is_one_line_exit_2(tmp_path, monkeypatch, env, args, expected):
@@ -326,14 +343,8 @@ def test_stats_from_a_dataclass_in_the_progress_line(db_url):
         def stats(self):
             return Stats()
 
-    from wn_persist_plugin.host.runner import Host, make_plugin_manager
-
     settings = settings_for(db_url, TRACKED_CHARACTER_IDS="5")
-    host = Host(
-        settings,
-        host_settings(settings),
-        plugin_manager=make_plugin_manager([WithStats()], entry_points=False),
-    )
+    host = Host(settings, plugin_manager=make_plugin_manager([WithStats()], entry_points=False))
     line = host.progress_line()
     assert "stored=17 " in line and "queue=3 " in line and "dropped" not in line
 
@@ -486,8 +497,8 @@ def test_compose_empty_values_mean_defaults():
     raw["TRACKED_CHARACTER_IDS"] = "2123019188"
     settings = load_settings(environ=raw, dotenv=Path("/nonexistent/.env"))
     assert settings.database_url == "sqlite:///wn_persist.db"
-    options = host_settings(settings)
-    assert options == HostSettings(static_ids=(2123019188,))
+    assert settings.host == HostSettings(static_ids=(2123019188,))
+    assert not settings.map.configured and settings.user_agent_contact is None
     raw["POSTGRES_HOST"] = "postgres"
     with_pg = load_settings(environ=raw, dotenv=Path("/nonexistent/.env"))
     assert with_pg.database_url == "postgresql://wanderer@postgres:5432/wanderer_notifier"

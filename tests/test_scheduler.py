@@ -126,7 +126,7 @@ def test_next_fire_time_comes_from_the_cron_expression_in_utc(db, db_url):
 
 def test_invalid_cron_stops_startup(db):
     with pytest.raises(ConfigError) as info:
-        Scheduler(Settings(aggregation_schedule="61 * * * *"), db)
+        Scheduler(settings_for("sqlite:///unused.db", "61 * * * *"), db)
     assert "PERSISTENCE_AGGREGATION_SCHEDULE" in str(info.value)
     assert "\n" not in str(info.value)
 

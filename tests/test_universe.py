@@ -109,5 +109,8 @@ def test_cli_universe_import(db_url, real_data_dir, fake_server, monkeypatch, tm
     monkeypatch.setenv("SDE_BASE_URL", "nonsense")
     result = runner.invoke(main, ["universe", "import", "--download"])
     assert result.exit_code == 2 and "SDE_BASE_URL" in result.output
+    result = runner.invoke(main, ["db", "status"])  # a bad setting stops every command
+    assert result.exit_code == 2 and "SDE_BASE_URL" in result.output
+    monkeypatch.delenv("SDE_BASE_URL")
     result = runner.invoke(main, ["universe", "import", "--from", str(tmp_path / "empty")])
     assert result.exit_code == 1 and "missing" in result.output

@@ -37,7 +37,7 @@ from .enrichment import fill as enrichment
 from .errors import MalformedKillmail
 from .hookspecs import hookimpl
 from .ingest.tracked import TrackedSet, load_tracked, normalize, store_tracked
-from .ingest.writer import Writer, WriterSettings
+from .ingest.writer import Writer
 from .killmails.parse import involves, killmail_id_of
 from .redact import first_line
 from .settings import Settings, load_settings
@@ -125,18 +125,16 @@ class PersistencePlugin:
             log.warning("wn-persist: on_startup called twice; ignored")
             return
         settings = load_settings(overrides=config or {}, environ=self._environ, dotenv=self._dotenv)
-        writer_settings = WriterSettings.from_settings(settings)
         self.settings = settings
         if not settings.enable_persistence:
             log.info("wn-persist: persistence disabled (ENABLE_PERSISTENCE is false)")
             return
-        # Before anything starts: a bad ESI setting stops startup here (ConfigError).
-        statistics_steps = [enrichment.scheduler_step(settings.extra)]
+        statistics_steps = [enrichment.scheduler_step(settings)]
         db = open_database(settings)
         self.db = db
         # Regions and names known from the universe tables go into rows as they are
         # written; the rest is filled by the scheduled enrichment step (never on this path).
-        writer = Writer(db, writer_settings, enrich=enrichment.RowFiller(db))
+        writer = Writer(db, settings.writer, enrich=enrichment.RowFiller(db))
         try:
             self._prepare(db)
         except (OperationalError, InterfaceError) as exc:

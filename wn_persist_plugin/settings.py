@@ -1,20 +1,30 @@
-"""Settings: read from the environment and a `.env` file, validated once at startup.
+"""Settings: one declaration table, one typed frozen object, validated once at startup.
+
+`SETTINGS` declares every variable once (name, where its value lives on `Settings`, how
+it is parsed and checked, default, help, whether it is secret); `load_settings()` reads
+the raw values, parses each through its entry and builds the frozen `Settings` with its
+grouped sub-objects (`writer`, `esi`, `feed`, `map`, `host`, `http`). Nothing else in the
+package reads the environment or parses a setting.
 
 Precedence, highest first: values a host passes to `on_startup(config)`, the process
-environment, the `.env` file in the current directory, the defaults below.
-A bad value raises `ConfigError`, whose message is one line naming the variable.
+environment, the `.env` file in the current directory, the defaults in the table. An
+empty value means "unset" (docker-compose passes unset variables as empty strings).
+A bad value raises `ConfigError`, whose message is one line naming the variable; secrets
+never appear in a message or a repr.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from dotenv import dotenv_values
 
 from .errors import ConfigError
@@ -22,75 +32,582 @@ from .redact import mask_url
 
 DEFAULT_SQLITE_PATH = "wn_persist.db"
 """Zero-config database: a SQLite file in the current directory."""
-
+DEFAULT_DATABASE_URL = f"sqlite:///{DEFAULT_SQLITE_PATH}"
 SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgres")
 
 MIN_POOL_SIZE = 2
 """The writer thread keeps a connection open; the scheduler's jobs need a second one."""
 
+MAX_EVE_ID = 2**63 - 1
+"""EVE ids are positive 64-bit integers (what a BIGINT column holds)."""
 
-def parse_bool(variable: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigError(variable, f"{raw!r} is not true or false")
+CRON_HORIZON_YEARS = 5
+"""A cron expression that matches no time within this many years never fires."""
 
+DEFAULT_ESI_BASE_URL = "https://esi.evetech.net/latest"
+DEFAULT_SDE_BASE_URL = "https://www.fuzzwork.co.uk/dump/latest"
+DEFAULT_ZKILL_HISTORY_URL = "https://r2z2.zkillboard.com/history"
+DEFAULT_R2Z2_BASE_URL = "https://r2z2.zkillboard.com"
+MAX_R2Z2_REQUESTS_PER_SECOND = 20
+"""zKillboard allows 20 requests a second per IP address."""
+DEFAULT_SERVE_PORT = 8080
+"""The HTTP API's port for `serve` when `PERSISTENCE_HTTP_PORT` is unset."""
 
-def parse_int(variable: str, raw: str, low: int, high: int) -> int:
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ConfigError(variable, f"{raw!r} is not a whole number") from None
-    if not low <= value <= high:
-        raise ConfigError(variable, f"{value} is out of range ({low}..{high})")
-    return value
+MAP_VARIABLES = ("MAP_URL", "MAP_NAME", "MAP_API_KEY")
+"""The map API needs all three or none."""
 
-
-def parse_cron(variable: str, raw: str) -> str:
-    value = raw.strip()
-    if len(value.split()) != 5 or not croniter.is_valid(value):
-        raise ConfigError(variable, f"{raw!r} is not a 5-field cron expression")
-    return value
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
-def _database_url(variable: str, raw: str) -> str:
-    value = raw.strip()
-    scheme = urlsplit(value).scheme.split("+", 1)[0]
-    if scheme not in SUPPORTED_SCHEMES:
-        shown = mask_url(value)
-        raise ConfigError(
-            variable, f"{shown!r} has an unsupported scheme (use sqlite:/// or postgresql://)"
-        )
-    try:
-        port = urlsplit(value).port
-    except ValueError:
-        raise ConfigError(
-            variable,
-            f"{mask_url(value)!r} has a bad port (or a password with an unencoded '/', '?', "
-            "'#' or '@': percent-encode it, e.g. '/' as %2F)",
-        ) from None
-    if port is not None and not 1 <= port <= 65535:
-        raise ConfigError(variable, f"port {port} is out of range (1..65535)")
-    return value
+# -- kinds: how a raw string becomes a typed value -----------------------------------------
+# `parse` raises ValueError(problem); the loader turns it into ConfigError(variable, problem).
+
+
+class Kind:
+    """How one variable's raw string is parsed and checked."""
+
+    masks_its_messages = False
+    """True when `parse`'s problems never quote a secret (they show it masked)."""
+
+    def parse(self, raw: str) -> Any:
+        return raw.strip()
+
+    def describe(self) -> str:
+        """The accepted values, for docs and help ('' when any text goes)."""
+        return ""
+
+    def mask(self, value: Any) -> str:
+        """A secret value as it may be shown."""
+        return "'***'"
 
 
 @dataclass(frozen=True)
+class Text(Kind):
+    """Any text (surrounding spaces removed)."""
+
+
+@dataclass(frozen=True)
+class Flag(Kind):
+    """true/false, yes/no, on/off, 1/0."""
+
+    def parse(self, raw: str) -> bool:
+        value = raw.strip().lower()
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+        raise ValueError(f"{raw!r} is not true or false")
+
+    def describe(self) -> str:
+        return "true or false"
+
+
+@dataclass(frozen=True)
+class Integer(Kind):
+    """A whole number within low..high; `why` explains the lower bound when it is not
+    obvious."""
+
+    low: int
+    high: int
+    why: str = ""
+
+    def parse(self, raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a whole number") from None
+        if not self.low <= value <= self.high:
+            reason = f": {self.why}" if self.why else ""
+            raise ValueError(f"{value} is out of range ({self.low}..{self.high}){reason}")
+        return value
+
+    def describe(self) -> str:
+        return f"{self.low}..{self.high}"
+
+
+@dataclass(frozen=True)
+class Seconds(Kind):
+    """A duration in seconds (fractions allowed) within low..high."""
+
+    low: float
+    high: float
+
+    def parse(self, raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a number of seconds") from None
+        if math.isnan(value) or not self.low <= value <= self.high:
+            raise ValueError(f"{raw.strip()} is out of range ({self.low:g}..{self.high:g} seconds)")
+        return value
+
+    def describe(self) -> str:
+        return f"{self.low:g}..{self.high:g} seconds"
+
+
+@dataclass(frozen=True)
+class HttpUrl(Kind):
+    """An http:// or https:// URL (a trailing slash is dropped)."""
+
+    def parse(self, raw: str) -> str:
+        value = raw.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise ValueError(f"{value!r} has a bad port") from None
+        return value
+
+    def describe(self) -> str:
+        return "http(s) URL"
+
+
+@dataclass(frozen=True)
+class Cron(Kind):
+    """A 5-field cron expression that fires at least once within `CRON_HORIZON_YEARS`."""
+
+    def parse(self, raw: str) -> str:
+        value = raw.strip()
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(f"{raw!r} is not a 5-field cron expression")
+        try:
+            croniter(
+                value, dt.datetime.now(dt.UTC), max_years_between_matches=CRON_HORIZON_YEARS
+            ).get_next(dt.datetime)
+        except CroniterBadDateError:
+            raise ValueError(
+                f"{value!r} never fires (no time matches within {CRON_HORIZON_YEARS} years)"
+            ) from None
+        return value
+
+    def describe(self) -> str:
+        return "5-field cron expression, UTC"
+
+
+def parse_eve_id(text: str, what: str = "EVE id") -> int:
+    """One EVE id: digits only, 1..2**63-1. Raises ValueError naming the problem."""
+    value = text.strip()
+    if not value.isdigit() or not value.isascii():
+        raise ValueError(f"{text!r} is not a {what}")
+    number = int(value)
+    if not 1 <= number <= MAX_EVE_ID:
+        raise ValueError(f"{text!r} is not a {what}: out of range (1..{MAX_EVE_ID})")
+    return number
+
+
+@dataclass(frozen=True)
+class EveIds(Kind):
+    """EVE ids separated by commas or spaces (duplicates dropped, order kept)."""
+
+    what: str = "character id"
+
+    def parse(self, raw: str) -> tuple[int, ...]:
+        ids: list[int] = []
+        for part in raw.replace(",", " ").split():
+            value = parse_eve_id(part, self.what)
+            if value not in ids:
+                ids.append(value)
+        return tuple(ids)
+
+    def describe(self) -> str:
+        return f"{self.what}s 1..2**63-1, comma-separated"
+
+
+@dataclass(frozen=True)
+class DatabaseUrl(Kind):
+    """`sqlite:///path` or `postgresql://user:password@host:port/db`."""
+
+    masks_its_messages = True
+
+    def parse(self, raw: str) -> str:
+        value = raw.strip()
+        shown = mask_url(value)
+        scheme = urlsplit(value).scheme.split("+", 1)[0]
+        if scheme not in SUPPORTED_SCHEMES:
+            raise ValueError(
+                f"{shown!r} has an unsupported scheme (use sqlite:/// or postgresql://)"
+            )
+        try:
+            port = urlsplit(value).port
+        except ValueError:
+            raise ValueError(
+                f"{shown!r} has a bad port (or a password with an unencoded '/', '?', "
+                "'#' or '@': percent-encode it, e.g. '/' as %2F)"
+            ) from None
+        if port is not None and not 1 <= port <= 65535:
+            raise ValueError(f"port {port} is out of range (1..65535)")
+        return value
+
+    def describe(self) -> str:
+        return "sqlite:/// or postgresql:// URL"
+
+    def mask(self, value: Any) -> str:
+        return repr(mask_url(str(value)))
+
+
+# -- the declaration table -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One variable: its name, where its value lives on `Settings` (dotted for a group;
+    None for a part of another value: the `POSTGRES_*` parts of `database_url`), its kind,
+    default (typed; None means unset), help, and whether it is secret (masked in reprs)."""
+
+    name: str
+    attribute: str | None
+    kind: Kind
+    default: Any
+    help: str
+    secret: bool = False
+
+    @property
+    def shown_default(self) -> str:
+        """The default as written in docs: '' when unset."""
+        value = self.default
+        if value is None or value == ():
+            return ""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # database and the plugin
+    Setting(
+        "ENABLE_PERSISTENCE", "enable_persistence", Flag(), False,
+        "turns the plugin on inside a host (`run` always turns it on); other commands "
+        "work regardless",
+    ),
+    Setting(
+        "DATABASE_URL", "database_url", DatabaseUrl(), None,
+        "`sqlite:///path.db` or `postgresql://user:pass@host:port/db`; wins over "
+        "`POSTGRES_*`; unset (with no `POSTGRES_HOST`): SQLite at `./wn_persist.db`",
+        secret=True,
+    ),
+    Setting(
+        "POSTGRES_HOST", None, Text(), None,
+        "when set (and no `DATABASE_URL`), use PostgreSQL with the `POSTGRES_*` values",
+    ),
+    Setting("POSTGRES_PORT", None, Integer(1, 65535), 5432, "PostgreSQL port"),
+    Setting("POSTGRES_USER", None, Text(), None, "PostgreSQL user"),
+    Setting("POSTGRES_PASSWORD", None, Text(), None, "PostgreSQL password", secret=True),
+    Setting("POSTGRES_DB", None, Text(), "wanderer_notifier", "PostgreSQL database name"),
+    Setting(
+        "POSTGRES_POOL_SIZE", "pool_size",
+        Integer(
+            MIN_POOL_SIZE, 1000,
+            why="the writer keeps one connection and the scheduled jobs need another",
+        ),
+        None,
+        "size of the PostgreSQL connection pool (peewee's `playhouse.pool`); at least 2; "
+        "unset: no pool",
+    ),
+    # statistics
+    Setting(
+        "PERSISTENCE_RETENTION_DAYS", "retention_days", Integer(1, 100_000), 180,
+        "how long individual killmails are kept (never before their statistics are "
+        "aggregated, never inside an open week or month)",
+    ),
+    Setting(
+        "PERSISTENCE_AGGREGATION_SCHEDULE", "aggregation_schedule", Cron(), "0 0 * * *",
+        "5-field cron expression (UTC) for aggregation, then retention; one that never "
+        "fires is refused",
+    ),
+    # the writer
+    Setting(
+        "PERSISTENCE_QUEUE_SIZE", "writer.queue_size", Integer(1, 10_000_000), 10_000,
+        "killmails waiting to be written; when full, the newest is dropped and counted",
+    ),
+    Setting(
+        "PERSISTENCE_BATCH_SIZE", "writer.batch_rows", Integer(1, 5_000), 500,
+        "rows per write transaction",
+    ),
+    Setting(
+        "PERSISTENCE_SHUTDOWN_TIMEOUT", "writer.shutdown_timeout", Seconds(0, 86_400), 60.0,
+        "seconds `on_shutdown` keeps retrying an unreachable database",
+    ),
+    # enrichment, static data, history
+    Setting(
+        "PERSISTENCE_ESI_ENRICHMENT", "esi_enrichment", Flag(), True,
+        "the scheduled job asks ESI for names and unknown systems",
+    ),
+    Setting(
+        "ESI_BASE_URL", "esi.base_url", HttpUrl(), DEFAULT_ESI_BASE_URL,
+        "ESI root for names and regions",
+    ),
+    Setting("ESI_TIMEOUT", "esi.timeout", Seconds(1, 600), 10.0, "seconds per ESI request"),
+    Setting(
+        "ESI_MAX_RETRIES", "esi.max_retries", Integer(0, 100), 4,
+        "retries of a failed ESI request",
+    ),
+    Setting(
+        "ESI_MAX_WAIT", "esi.max_wait", Seconds(0, 3600), 120.0,
+        "longest single wait ESI may ask for (error limit, Retry-After) before it counts "
+        "as unavailable",
+    ),
+    Setting(
+        "SDE_BASE_URL", "sde_base_url", HttpUrl(), DEFAULT_SDE_BASE_URL,
+        "where `universe import --download` fetches the static data",
+    ),
+    Setting(
+        "ZKILL_HISTORY_URL", "zkill_history_url", HttpUrl(), DEFAULT_ZKILL_HISTORY_URL,
+        "zKillboard history for `backfill --zkill-history`",
+    ),
+    Setting(
+        "USER_AGENT_CONTACT", "user_agent_contact", Text(), None,
+        "an e-mail or URL added to the User-Agent of outgoing requests, so the services "
+        "can reach you",
+    ),
+    # the standalone host (`wn-persist run`)
+    Setting(
+        "TRACKED_CHARACTER_IDS", "host.static_ids", EveIds(), (),
+        "comma-separated EVE character ids to track (`run`)",
+    ),
+    Setting(
+        "MAP_URL", "map.url", HttpUrl(), None,
+        "base URL of your Wanderer instance; with `MAP_NAME` and `MAP_API_KEY` (all three "
+        "or none)",
+    ),
+    Setting(
+        "MAP_NAME", "map.name", Text(), None,
+        "the map's slug (`/api/maps/{slug}/tracked-characters`)",
+    ),
+    Setting(
+        "MAP_API_KEY", "map.api_key", Text(), None,
+        "the map's API token (sent as `Authorization: Bearer ...`)",
+        secret=True,
+    ),
+    Setting(
+        "MAP_REFRESH_SECONDS", "map.refresh_seconds", Seconds(0.05, 86_400), 300.0,
+        "how often the map's list is fetched again",
+    ),
+    Setting(
+        "MAP_TIMEOUT", "map.timeout", Seconds(0.1, 300), 10.0,
+        "seconds before a map request counts as failed",
+    ),
+    Setting(
+        "R2Z2_BASE_URL", "feed.base_url", HttpUrl(), DEFAULT_R2Z2_BASE_URL,
+        "the R2Z2 feed (tests point it at a local server)",
+    ),
+    Setting(
+        "R2Z2_REQUESTS_PER_SECOND", "feed.requests_per_second",
+        Integer(1, MAX_R2Z2_REQUESTS_PER_SECOND), 19,
+        "request pacing (zKillboard allows 20/s per IP)",
+    ),
+    Setting(
+        "R2Z2_NOT_FOUND_WAIT", "feed.not_found_wait", Seconds(0.01, 600), 6.0,
+        "seconds to wait after a 404 (sequence not published yet)",
+    ),
+    Setting(
+        "R2Z2_TIMEOUT", "feed.timeout", Seconds(0.1, 300), 10.0,
+        "seconds before a feed request counts as failed",
+    ),
+    Setting(
+        "R2Z2_MAX_BACKOFF", "feed.max_backoff", Seconds(0.01, 3600), 60.0,
+        "longest wait between retries after errors",
+    ),
+    Setting(
+        "PROGRESS_INTERVAL_SECONDS", "host.progress_seconds", Seconds(0.05, 86_400), 60.0,
+        "how often the progress line is logged",
+    ),
+    Setting(
+        "HOST_CHECKPOINT_SECONDS", "host.checkpoint_seconds", Seconds(0, 3600), 5.0,
+        "how often the feed position is saved (after the plugin confirms)",
+    ),
+    Setting(
+        "HOST_FLUSH_TIMEOUT", "host.flush_timeout", Seconds(0.1, 3600), 20.0,
+        "how long a checkpoint or the shutdown waits for queued writes",
+    ),
+    Setting(
+        "HOST_MAX_QUEUED", "host.max_queued", Integer(1, 10_000_000), 1000,
+        "pause reading the feed while the plugin has this many mails waiting to be written",
+    ),
+    # the HTTP API
+    Setting(
+        "PERSISTENCE_HTTP_HOST", "http.host", Text(), "127.0.0.1",
+        "address the HTTP API listens on",
+    ),
+    Setting(
+        "PERSISTENCE_HTTP_PORT", "http.port", Integer(1, 65535), None,
+        f"port of the HTTP API; unset: `run` serves no API and `serve` uses "
+        f"{DEFAULT_SERVE_PORT}",
+    ),
+    Setting(
+        "PERSISTENCE_API_TOKEN", "http.api_token", Text(), None,
+        "bearer token the HTTP API requires; unset: no token",
+        secret=True,
+    ),
+)  # fmt: skip
+
+SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
+_BY_ATTRIBUTE: Mapping[str, Setting] = {s.attribute: s for s in SETTINGS if s.attribute}
+
+
+def _default(name: str) -> Any:
+    return SETTINGS_BY_NAME[name].default
+
+
+def _masked_repr(obj: Any, group: str) -> str:
+    """A dataclass repr with the table's secret values masked."""
+    parts = []
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        setting = _BY_ATTRIBUTE.get(f"{group}.{f.name}" if group else f.name)
+        if setting is not None and setting.secret and value is not None:
+            parts.append(f"{f.name}={setting.kind.mask(value)}")
+        else:
+            parts.append(f"{f.name}={value!r}")
+    return f"{type(obj).__name__}({', '.join(parts)})"
+
+
+# -- the typed settings ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, repr=False)
+class WriterSettings:
+    """How the writer queues and batches (`settings.writer`)."""
+
+    queue_size: int = _default("PERSISTENCE_QUEUE_SIZE")
+    """Matched mails waiting to be written; beyond that new mails are dropped."""
+    batch_rows: int = _default("PERSISTENCE_BATCH_SIZE")
+    """Rows per transaction (a batch closes early when the queue is empty)."""
+    shutdown_timeout: float = _default("PERSISTENCE_SHUTDOWN_TIMEOUT")
+    """Seconds `stop()` keeps retrying an unreachable database before giving up."""
+    retry_initial: float = 0.5
+    """First wait after a failed write (not a variable)."""
+    retry_max: float = 30.0
+    """Longest wait between write retries (not a variable)."""
+
+    def __repr__(self) -> str:
+        return _masked_repr(self, "writer")
+
+
+@dataclass(frozen=True, repr=False)
+class EsiSettings:
+    """How the ESI client reaches ESI (`settings.esi`)."""
+
+    base_url: str = _default("ESI_BASE_URL")
+    timeout: float = _default("ESI_TIMEOUT")
+    max_retries: int = _default("ESI_MAX_RETRIES")
+    max_wait: float = _default("ESI_MAX_WAIT")
+    """Longest single wait (error-limit reset, Retry-After) before giving up as unavailable."""
+
+    def __repr__(self) -> str:
+        return _masked_repr(self, "esi")
+
+
+@dataclass(frozen=True, repr=False)
+class FeedSettings:
+    """zKillboard's R2Z2 feed, read by `wn-persist run` (`settings.feed`)."""
+
+    base_url: str = _default("R2Z2_BASE_URL")
+    requests_per_second: int = _default("R2Z2_REQUESTS_PER_SECOND")
+    timeout: float = _default("R2Z2_TIMEOUT")
+    not_found_wait: float = _default("R2Z2_NOT_FOUND_WAIT")
+    max_backoff: float = _default("R2Z2_MAX_BACKOFF")
+
+    def __repr__(self) -> str:
+        return _masked_repr(self, "feed")
+
+
+@dataclass(frozen=True, repr=False)
+class MapSettings:
+    """The Wanderer map API (`settings.map`): `url`, `name` and `api_key` are all set or
+    all None."""
+
+    url: str | None = _default("MAP_URL")
+    name: str | None = _default("MAP_NAME")
+    api_key: str | None = _default("MAP_API_KEY")
+    refresh_seconds: float = _default("MAP_REFRESH_SECONDS")
+    timeout: float = _default("MAP_TIMEOUT")
+
+    @property
+    def configured(self) -> bool:
+        return self.url is not None
+
+    def __repr__(self) -> str:
+        return _masked_repr(self, "map")
+
+
+@dataclass(frozen=True, repr=False)
+class HostSettings:
+    """The standalone host's own settings (`settings.host`)."""
+
+    static_ids: tuple[int, ...] = _default("TRACKED_CHARACTER_IDS")
+    """`TRACKED_CHARACTER_IDS`: characters tracked besides the map's list."""
+    progress_seconds: float = _default("PROGRESS_INTERVAL_SECONDS")
+    checkpoint_seconds: float = _default("HOST_CHECKPOINT_SECONDS")
+    flush_timeout: float = _default("HOST_FLUSH_TIMEOUT")
+    max_queued: int = _default("HOST_MAX_QUEUED")
+
+    def __repr__(self) -> str:
+        return _masked_repr(self, "host")
+
+
+@dataclass(frozen=True, repr=False)
+class HttpSettings:
+    """The HTTP API (`settings.http`)."""
+
+    host: str = _default("PERSISTENCE_HTTP_HOST")
+    port: int | None = _default("PERSISTENCE_HTTP_PORT")
+    """None: `run` serves no API; `serve` uses `serve_port`."""
+    api_token: str | None = _default("PERSISTENCE_API_TOKEN")
+
+    @property
+    def serve_port(self) -> int:
+        return DEFAULT_SERVE_PORT if self.port is None else self.port
+
+    def __repr__(self) -> str:
+        return _masked_repr(self, "http")
+
+
+GROUPS: Mapping[str, type] = {
+    "writer": WriterSettings,
+    "esi": EsiSettings,
+    "feed": FeedSettings,
+    "map": MapSettings,
+    "host": HostSettings,
+    "http": HttpSettings,
+}
+"""Settings' sub-objects, by attribute name (the prefix of `Setting.attribute`)."""
+
+
+@dataclass(frozen=True, repr=False)
 class Settings:
     """Validated settings. `database_url` is always set (may hold a password: never log it;
-    use `masked_database_url`)."""
+    use `masked_database_url`; the repr masks it)."""
 
-    enable_persistence: bool = False
-    database_url: str = field(default=f"sqlite:///{DEFAULT_SQLITE_PATH}", repr=False)
-    pool_size: int | None = None
-    retention_days: int = 180
-    aggregation_schedule: str = "0 0 * * *"
-    extra: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    enable_persistence: bool = _default("ENABLE_PERSISTENCE")
+    database_url: str = DEFAULT_DATABASE_URL
+    pool_size: int | None = _default("POSTGRES_POOL_SIZE")
+    retention_days: int = _default("PERSISTENCE_RETENTION_DAYS")
+    aggregation_schedule: str = _default("PERSISTENCE_AGGREGATION_SCHEDULE")
+    esi_enrichment: bool = _default("PERSISTENCE_ESI_ENRICHMENT")
+    sde_base_url: str = _default("SDE_BASE_URL")
+    zkill_history_url: str = _default("ZKILL_HISTORY_URL")
+    user_agent_contact: str | None = _default("USER_AGENT_CONTACT")
+    writer: WriterSettings = field(default_factory=WriterSettings)
+    esi: EsiSettings = field(default_factory=EsiSettings)
+    feed: FeedSettings = field(default_factory=FeedSettings)
+    map: MapSettings = field(default_factory=MapSettings)
+    host: HostSettings = field(default_factory=HostSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
 
     @property
     def masked_database_url(self) -> str:
         return mask_url(self.database_url)
+
+    def __repr__(self) -> str:
+        return _masked_repr(self, "")
+
+
+# -- loading ---------------------------------------------------------------------------------
 
 
 def _raw_values(
@@ -115,21 +632,35 @@ def _stringify(value: Any) -> str:
     return str(value)
 
 
-def _postgres_url(values: Mapping[str, str]) -> str:
-    host = values["POSTGRES_HOST"].strip()
-    if not host:
-        raise ConfigError("POSTGRES_HOST", "is empty")
-    port = parse_int("POSTGRES_PORT", values.get("POSTGRES_PORT", "5432"), 1, 65535)
-    user = values.get("POSTGRES_USER", "").strip()
-    password = values.get("POSTGRES_PASSWORD", "")
-    name = values.get("POSTGRES_DB", "").strip() or "wanderer_notifier"
+def _parse(setting: Setting, raw: str | None) -> Any:
+    if raw is None or not raw.strip():
+        return setting.default
+    try:
+        return setting.kind.parse(raw)
+    except ValueError as exc:
+        problem = str(exc)
+        if setting.secret and not setting.kind.masks_its_messages and raw.strip() in problem:
+            problem = "is not valid"
+        raise ConfigError(setting.name, problem) from None
+
+
+def _postgres_url(parsed: Mapping[str, Any]) -> str:
+    user, password = parsed["POSTGRES_USER"], parsed["POSTGRES_PASSWORD"]
     auth = ""
     if user:
         auth = quote(user, safe="")
         if password:
             auth += ":" + quote(password, safe="")
         auth += "@"
-    return f"postgresql://{auth}{host}:{port}/{quote(name, safe='')}"
+    host, port = parsed["POSTGRES_HOST"], parsed["POSTGRES_PORT"]
+    return f"postgresql://{auth}{host}:{port}/{quote(parsed['POSTGRES_DB'], safe='')}"
+
+
+def _check_map(parsed: Mapping[str, Any]) -> None:
+    given = [name for name in MAP_VARIABLES if parsed[name] is not None]
+    for name in MAP_VARIABLES:
+        if given and parsed[name] is None:
+            raise ConfigError(name, f"is not set ({', '.join(given)} set: the map needs all three)")
 
 
 def load_settings(
@@ -137,37 +668,28 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     dotenv: Path | None = None,
 ) -> Settings:
-    """Read and validate the settings; raise `ConfigError` on the first bad value."""
+    """Read every variable of `SETTINGS` (overrides > environ > dotenv > default), validate
+    it and build `Settings`; raise `ConfigError` on the first bad value.
+
+    `environ` replaces the process environment and `dotenv` the `./.env` file (tests)."""
     values = _raw_values(overrides, environ, dotenv)
-    get: Callable[[str], str | None] = values.get
+    parsed = {s.name: _parse(s, values.get(s.name)) for s in SETTINGS}
+    _check_map(parsed)
 
-    if get("DATABASE_URL"):
-        url = _database_url("DATABASE_URL", values["DATABASE_URL"])
-    elif get("POSTGRES_HOST"):
-        url = _postgres_url(values)
+    if parsed["DATABASE_URL"] is not None:
+        database_url = parsed["DATABASE_URL"]
+    elif parsed["POSTGRES_HOST"] is not None:
+        database_url = _postgres_url(parsed)
     else:
-        url = f"sqlite:///{DEFAULT_SQLITE_PATH}"
+        database_url = DEFAULT_DATABASE_URL
 
-    pool_size = None
-    if get("POSTGRES_POOL_SIZE"):
-        pool_size = parse_int("POSTGRES_POOL_SIZE", values["POSTGRES_POOL_SIZE"], 0, 1000)
-        if pool_size < MIN_POOL_SIZE:
-            raise ConfigError(
-                "POSTGRES_POOL_SIZE",
-                f"{pool_size} is too small: at least {MIN_POOL_SIZE} (the writer keeps one "
-                "connection and the scheduled jobs need another)",
-            )
-
-    return Settings(
-        enable_persistence=parse_bool("ENABLE_PERSISTENCE", get("ENABLE_PERSISTENCE") or "false"),
-        database_url=url,
-        pool_size=pool_size,
-        retention_days=parse_int(
-            "PERSISTENCE_RETENTION_DAYS", get("PERSISTENCE_RETENTION_DAYS") or "180", 1, 100_000
-        ),
-        aggregation_schedule=parse_cron(
-            "PERSISTENCE_AGGREGATION_SCHEDULE",
-            get("PERSISTENCE_AGGREGATION_SCHEDULE") or "0 0 * * *",
-        ),
-        extra=values,
-    )
+    top: dict[str, Any] = {"database_url": database_url}
+    grouped: dict[str, dict[str, Any]] = {group: {} for group in GROUPS}
+    for setting in SETTINGS:
+        if setting.attribute is None or setting.attribute == "database_url":
+            continue
+        group, _, name = setting.attribute.rpartition(".")
+        (grouped[group] if group else top)[name] = parsed[setting.name]
+    for group, cls in GROUPS.items():
+        top[group] = cls(**grouped[group])
+    return Settings(**top)

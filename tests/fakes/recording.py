@@ -9,13 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from wn_persist_plugin.hookspecs import hookimpl
-from wn_persist_plugin.host.runner import (
-    Host,
-    HostSettings,
-    RunResult,
-    host_settings,
-    make_plugin_manager,
-)
+from wn_persist_plugin.host.runner import Host, RunResult, make_plugin_manager
 from wn_persist_plugin.settings import Settings, load_settings
 
 
@@ -76,14 +70,8 @@ FAST = {
 class HostThread:
     """Runs a Host in a thread; `stop()` stops it and returns its RunResult."""
 
-    def __init__(
-        self, settings: Settings, plugins: list[object], options: HostSettings | None = None
-    ):
-        self.host = Host(
-            settings,
-            options or host_settings(settings),
-            plugin_manager=make_plugin_manager(plugins, entry_points=False),
-        )
+    def __init__(self, settings: Settings, plugins: list[object]):
+        self.host = Host(settings, plugin_manager=make_plugin_manager(plugins, entry_points=False))
         self.result: RunResult | None = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)

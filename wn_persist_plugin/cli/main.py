@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import re
 import sys
 from typing import Any
 
@@ -15,7 +17,7 @@ from ..db.connect import open_database
 from ..db.status import database_status
 from ..errors import ConfigError
 from ..redact import first_line
-from ..settings import Settings, load_settings
+from ..settings import Settings, load_settings, parse_eve_id
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -33,12 +35,10 @@ class AppContext:
 
     @property
     def settings(self) -> Settings:
+        """Every setting, validated on first use (a bad one raises `ConfigError`)."""
         if self._settings is None:
-            try:
-                self._settings = load_settings()
-            except ConfigError as exc:
-                fail(str(exc))
-        return self._settings  # type: ignore[return-value]
+            self._settings = load_settings()
+        return self._settings
 
     @property
     def db(self) -> Database:
@@ -50,18 +50,65 @@ class AppContext:
 pass_app = click.make_pass_decorator(AppContext, ensure=True)
 
 
+_NUMBER = re.compile(r"\s*[+-]?\d+\s*")
+
+
+class EveId(click.ParamType):
+    """An EVE id: digits only, 1..2**63-1 (the rule of `settings.parse_eve_id`).
+
+    With `names=True` text that is not a number passes through unchanged, as a name."""
+
+    name = "id"
+
+    def __init__(self, what: str = "character id", *, names: bool = False) -> None:
+        self.what = what
+        self.names = names
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if self.names and not _NUMBER.fullmatch(value):
+            return value
+        try:
+            return parse_eve_id(value, self.what)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+CHARACTER_ID = EveId()
+CHARACTER_ID_OR_NAME = EveId(names=True)
+
+
+def _usage_line(exc: click.UsageError) -> str:
+    """A click usage error as one line: `--option: problem` for a bad value."""
+    if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter):
+        param = exc.param
+        if param is not None:
+            hint = (
+                " / ".join(param.opts)
+                if isinstance(param, click.Option)
+                else param.human_readable_name
+            )
+            return f"{exc.param_hint or hint}: {exc.message}"
+    return exc.format_message()
+
+
 _MISSING_SCHEMA = ("no such table", "no such column", "does not exist")
 """How SQLite (OperationalError) and PostgreSQL (ProgrammingError) report missing tables
 or columns: an unmigrated (or not fully migrated) database."""
 
 
 class Main(click.Group):
-    """Turns database failures (connection lost, schema missing) into one line and exit
-    status 1."""
+    """Turns errors into one line: bad arguments and bad settings (`ConfigError`) exit
+    with status 2, database failures (connection lost, schema missing) with status 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            fail(_usage_line(exc))
+        except ConfigError as exc:
+            fail(str(exc))
         except (OperationalError, InterfaceError, ProgrammingError) as exc:
             app = ctx.obj if isinstance(ctx.obj, AppContext) else None
             where = app.settings.masked_database_url if app else "the database"
@@ -145,39 +192,28 @@ _LOCK_WAIT = 60.0
 """Seconds a command waits for another process's statistics job to finish."""
 
 
-def _parse_day(text: str | None) -> Any:
-    import datetime as dt
-
-    if text is None:
-        return None
-    try:
-        return dt.date.fromisoformat(text.strip())
-    except ValueError:
-        fail(f"--since: {text!r} is not a date (YYYY-MM-DD)")
-
-
-def _check_period_name(period: str | None) -> None:
-    if period is not None and period not in _PERIOD_CHOICES:
-        fail(f"--period: {period!r} is not a period (use daily, weekly or monthly)")
-
-
 @main.command()
-@click.option("--period", default=None, metavar="daily|weekly|monthly", help="Only this period.")
-@click.option("--since", default=None, metavar="DATE", help="Also recompute periods from DATE.")
+@click.option("--period", type=click.Choice(_PERIOD_CHOICES), help="Only this period.")
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
+    help="Also recompute periods from this day.",
+)
 @click.option("--rebuild", is_flag=True, help="Recompute every period from the involvements.")
 @pass_app
-def aggregate(app: AppContext, period: str | None, since: str | None, rebuild: bool) -> None:
+def aggregate(
+    app: AppContext, period: str | None, since: dt.datetime | None, rebuild: bool
+) -> None:
     """Update daily, weekly and monthly statistics (incremental unless --rebuild)."""
     from ..errors import JobBusy
     from ..statistics.aggregation import aggregate as run_aggregate
 
-    _check_period_name(period)
-    day = _parse_day(since)
     try:
         result = run_aggregate(
             app.db,
             periods=(period,) if period else _PERIOD_CHOICES,
-            since=day,
+            since=since.date() if since else None,
             rebuild=rebuild,
             wait=_LOCK_WAIT,
         )
@@ -221,16 +257,16 @@ def prune(app: AppContext, dry_run: bool) -> None:
 
 
 @main.command()
-@click.argument("character", required=False)
-@click.option("--period", default="weekly", show_default=True, metavar="daily|weekly|monthly")
+@click.argument("character", required=False, type=CHARACTER_ID_OR_NAME)
+@click.option("--period", default="weekly", show_default=True, type=click.Choice(_PERIOD_CHOICES))
 @click.option("--last", default=8, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--top", default=None, type=click.IntRange(1, 1000), help="Leaderboard size.")
-@click.option("--by", default="isk", show_default=True, metavar="isk|kills")
+@click.option("--by", default="isk", show_default=True, type=click.Choice(("isk", "kills")))
 @click.option("--json", "as_json", is_flag=True, help="Rows as JSON.")
 @pass_app
 def stats(
     app: AppContext,
-    character: str | None,
+    character: int | str | None,
     period: str,
     last: int,
     top: int | None,
@@ -242,16 +278,13 @@ def stats(
 
     from ..statistics import queries as sq
 
-    _check_period_name(period)
-    if by not in ("isk", "kills"):
-        fail(f"--by: {by!r} is not a ranking (use isk or kills)")
     if (character is None) == (top is None):
         fail("give a CHARACTER_ID_OR_NAME or --top N (not both)")
     if top is not None:
         rows = sq.leaderboard(app.db, period, by, top)
     else:
         try:
-            who = sq.resolve_character(app.db, character or "")
+            who = sq.resolve_character(app.db, str(character))
         except sq.UnknownCharacter as exc:
             fail(str(exc))
         rows = sq.character_periods(app.db, who.character_id, period, last)
@@ -312,12 +345,9 @@ def stats(
 
 
 def _esi_client(app: AppContext) -> Any:
-    from ..sources.esi import EsiClient, esi_settings
+    from ..sources.esi import EsiClient
 
-    try:
-        return EsiClient(esi_settings(app.settings.extra))
-    except ConfigError as exc:
-        fail(str(exc))
+    return EsiClient(app.settings.esi, contact=app.settings.user_agent_contact)
 
 
 @main.group()
@@ -345,12 +375,10 @@ def universe_import(
         try:
             if download:
                 folder = to_dir or tmp
-                base = sde.sde_base_url(app.settings.extra)
+                base = app.settings.sde_base_url
                 click.echo(f"downloading the SDE from {base} ...")
-                sde.download(folder, base)
+                sde.download(folder, base, contact=app.settings.user_agent_contact)
             result = sde.import_directory(app.db, folder)  # type: ignore[arg-type]
-        except ConfigError as exc:
-            fail(str(exc))
         except sde.UniverseImportError as exc:
             fail(str(exc), code=1)
     for table, count in result.counts.items():
@@ -377,7 +405,9 @@ def enrich(app: AppContext, esi: bool) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--track", "track", type=int, multiple=True, help="Also match this character id.")
+@click.option(
+    "--track", "track", type=CHARACTER_ID, multiple=True, help="Also match this character id."
+)
 @click.option("--zkill-history", "zkill", metavar="FROM..TO", help="Days from zKillboard.")
 @click.option("--workers", type=click.IntRange(1, 32), default=4, help="ESI fetches at once.")
 @click.option("--esi/--no-esi", "use_esi", default=False, help="Fill names from ESI after.")
@@ -414,9 +444,10 @@ def backfill(
             )
         if zkill:
             start, end = bf.parse_day_range(zkill)
-            base = bf.zkill_history_url(app.settings.extra)
             esi = _esi_client(app)
-            history = ZkillHistoryClient(base)
+            history = ZkillHistoryClient(
+                app.settings.zkill_history_url, contact=app.settings.user_agent_contact
+            )
             summaries.append(
                 bf.backfill_zkill_history(
                     app.db,
@@ -456,24 +487,27 @@ def backfill(
 @click.option(
     "--track",
     "track",
+    type=CHARACTER_ID,
     multiple=True,
     metavar="ID",
     help="Track this EVE character id (repeatable; added to TRACKED_CHARACTER_IDS).",
 )
 @pass_app
-def run(app: AppContext, track: tuple[str, ...]) -> None:
+def run(app: AppContext, track: tuple[int, ...]) -> None:
     """Follow zKillboard's R2Z2 feed and keep the killmails of tracked characters.
 
     Tracked characters come from the Wanderer map API (MAP_URL, MAP_NAME, MAP_API_KEY)
     and/or TRACKED_CHARACTER_IDS / --track. Stops cleanly on SIGINT / SIGTERM.
     """
-    from ..host.runner import Host, host_settings
+    from ..host.runner import Host
 
+    settings = app.settings
     try:
-        options = host_settings(app.settings, track)
+        host = Host(settings, track=track)
     except ConfigError as exc:
-        fail(str(exc))
-    host = Host(app.settings, options)
+        if exc.variable != "TRACKED_CHARACTER_IDS":
+            raise
+        fail(f"{exc}, or pass --track ID")
     host.install_signal_handlers()
     result = host.run()
     sys.exit(result.exit_code)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +37,8 @@ from ..db.models import (
     UniverseType,
 )
 from ..errors import EsiError, EsiNotFound
-from ..settings import parse_bool
-from ..sources.esi import EsiClient, esi_settings
+from ..settings import Settings
+from ..sources.esi import EsiClient
 
 log = logging.getLogger(__name__)
 
@@ -324,14 +324,15 @@ def cached_names(ids: Iterable[int]) -> dict[int, str]:
     return found
 
 
-def scheduler_step(values: Mapping[str, str]) -> Callable[[Database], EnrichResult]:
+def scheduler_step(settings: Settings) -> Callable[[Database], EnrichResult]:
     """The enrichment step for the statistics job (`Scheduler(before_aggregation=[...])`):
-    regions from the universe tables, and names/regions from ESI unless
-    `PERSISTENCE_ESI_ENRICHMENT` is false. Bad settings raise `ConfigError` now."""
-    use_esi = parse_bool(
-        "PERSISTENCE_ESI_ENRICHMENT", values.get("PERSISTENCE_ESI_ENRICHMENT") or "true"
+    regions from the universe tables, and names/regions from ESI (`settings.esi`) unless
+    `settings.esi_enrichment` is false."""
+    client = (
+        EsiClient(settings.esi, contact=settings.user_agent_contact)
+        if settings.esi_enrichment
+        else None
     )
-    client = EsiClient(esi_settings(values)) if use_esi else None
 
     def step(db: Database) -> EnrichResult:
         return enrich(db, client)

@@ -26,13 +26,13 @@ from peewee import JOIN, Database
 
 from ..db.connect import connected, write_transaction
 from ..db.models import UniverseConstellation, UniverseRegion, UniverseSystem, UniverseType
-from ..errors import ConfigError, StaticDataUnavailable, UniverseImportError
+from ..errors import StaticDataUnavailable, UniverseImportError
 from ..redact import mask_url
+from ..settings import DEFAULT_SDE_BASE_URL
 from ..sources.http import make_session, status_cause, transport_cause
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SDE_BASE_URL = "https://www.fuzzwork.co.uk/dump/latest"
 REQUIRED_FILES = ("mapRegions.csv", "mapConstellations.csv", "mapSolarSystems.csv")
 TYPE_FILES = ("invGroups.csv", "invTypes.csv")
 DOWNLOAD_FILES = REQUIRED_FILES + TYPE_FILES
@@ -41,14 +41,6 @@ SDE_SERVICE = "static data (SDE)"
 DOWNLOAD_TIMEOUT = 60.0
 """Seconds to connect, and to wait for each piece of a file, when downloading."""
 DOWNLOAD_CHUNK = 1 << 16
-
-
-def sde_base_url(values: Mapping[str, str]) -> str:
-    """`SDE_BASE_URL` from raw settings, validated."""
-    base = (values.get("SDE_BASE_URL") or DEFAULT_SDE_BASE_URL).strip().rstrip("/")
-    if not base.startswith(("http://", "https://")):
-        raise ConfigError("SDE_BASE_URL", f"{base!r} is not an http(s) URL")
-    return base
 
 
 @dataclass

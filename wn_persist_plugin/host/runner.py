@@ -24,9 +24,8 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import pluggy
 from peewee import Database, InterfaceError, OperationalError
@@ -37,142 +36,12 @@ from ..db.connect import is_postgres, open_database
 from ..errors import ConfigError, MalformedKillmail, MapUnavailable
 from ..killmails.parse import parse_time, participant_ids, unwrap
 from ..redact import first_line
-from ..settings import Settings, parse_int
-from ..sources.r2z2 import DEFAULT_BASE_URL, MAX_REQUESTS_PER_SECOND, R2Z2Client
+from ..settings import HostSettings, Settings
+from ..sources.r2z2 import R2Z2Client
 from ..sources.wanderer_map import MapClient, TrackedList
 from . import feed_state
 
 log = logging.getLogger(__name__)
-
-
-# -- settings --------------------------------------------------------------------------
-
-
-def parse_seconds(variable: str, raw: str, low: float, high: float) -> float:
-    """A duration in seconds (fractions allowed) within [low, high]."""
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise ConfigError(variable, f"{raw!r} is not a number of seconds") from None
-    if not low <= value <= high or value != value:
-        raise ConfigError(variable, f"{raw.strip()} is out of range ({low:g}..{high:g} seconds)")
-    return value
-
-
-def parse_http_url(variable: str, raw: str) -> str:
-    value = raw.strip().rstrip("/")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(variable, f"{value!r} is not an http:// or https:// URL")
-    try:
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        raise ConfigError(variable, f"{value!r} has a bad port") from None
-    return value
-
-
-def parse_character_ids(variable: str, raw: str) -> tuple[int, ...]:
-    """Comma (or space) separated EVE character ids."""
-    ids: list[int] = []
-    for part in raw.replace(",", " ").split():
-        try:
-            value = int(part)
-        except ValueError:
-            raise ConfigError(variable, f"{part!r} is not a character id") from None
-        if value <= 0:
-            raise ConfigError(variable, f"{part!r} is not a character id")
-        if value not in ids:
-            ids.append(value)
-    return tuple(ids)
-
-
-@dataclass(frozen=True)
-class HostSettings:
-    """Settings of `wn-persist run` (read from `Settings.extra`)."""
-
-    r2z2_base_url: str = DEFAULT_BASE_URL
-    r2z2_requests_per_second: int = 19
-    r2z2_timeout: float = 10.0
-    r2z2_not_found_wait: float = 6.0
-    r2z2_max_backoff: float = 60.0
-    map_url: str | None = None
-    map_name: str | None = None
-    map_api_key: str | None = field(default=None, repr=False)
-    map_refresh_seconds: float = 300.0
-    map_timeout: float = 10.0
-    static_ids: tuple[int, ...] = ()
-    progress_seconds: float = 60.0
-    checkpoint_seconds: float = 5.0
-    flush_timeout: float = 20.0
-    max_queued: int = 1000
-    user_agent_contact: str | None = None
-
-    @property
-    def uses_map(self) -> bool:
-        return self.map_url is not None
-
-
-def host_settings(settings: Settings, track: Iterable[str] = ()) -> HostSettings:
-    """Parse the host's variables; raise ConfigError naming the first bad one.
-
-    `track` holds the `--track` values (added to `TRACKED_CHARACTER_IDS`).
-    """
-    values = settings.extra
-
-    def get(name: str) -> str | None:
-        value = values.get(name)
-        return value if value is not None and value.strip() != "" else None
-
-    def seconds(name: str, default: float, low: float, high: float) -> float:
-        raw = get(name)
-        return default if raw is None else parse_seconds(name, raw, low, high)
-
-    static: list[int] = []
-    if get("TRACKED_CHARACTER_IDS"):
-        static.extend(parse_character_ids("TRACKED_CHARACTER_IDS", values["TRACKED_CHARACTER_IDS"]))
-    for raw in track:
-        static.extend(i for i in parse_character_ids("--track", raw) if i not in static)
-
-    map_vars = {name: get(name) for name in ("MAP_URL", "MAP_NAME", "MAP_API_KEY")}
-    if any(map_vars.values()):
-        for name, value in map_vars.items():
-            if value is None:
-                given = ", ".join(n for n, v in map_vars.items() if v)
-                raise ConfigError(name, f"is not set ({given} set: the map needs all three)")
-    elif not static:
-        raise ConfigError(
-            "TRACKED_CHARACTER_IDS",
-            "no tracked characters: set MAP_URL, MAP_NAME and MAP_API_KEY, "
-            "or TRACKED_CHARACTER_IDS, or pass --track ID",
-        )
-
-    rate = get("R2Z2_REQUESTS_PER_SECOND")
-    return HostSettings(
-        r2z2_base_url=parse_http_url("R2Z2_BASE_URL", get("R2Z2_BASE_URL") or DEFAULT_BASE_URL),
-        r2z2_requests_per_second=(
-            19
-            if rate is None
-            else parse_int("R2Z2_REQUESTS_PER_SECOND", rate, 1, MAX_REQUESTS_PER_SECOND)
-        ),
-        r2z2_timeout=seconds("R2Z2_TIMEOUT", 10.0, 0.1, 300),
-        r2z2_not_found_wait=seconds("R2Z2_NOT_FOUND_WAIT", 6.0, 0.01, 600),
-        r2z2_max_backoff=seconds("R2Z2_MAX_BACKOFF", 60.0, 0.01, 3600),
-        map_url=parse_http_url("MAP_URL", map_vars["MAP_URL"]) if map_vars["MAP_URL"] else None,
-        map_name=(map_vars["MAP_NAME"] or "").strip() or None,
-        map_api_key=(map_vars["MAP_API_KEY"] or "").strip() or None,
-        map_refresh_seconds=seconds("MAP_REFRESH_SECONDS", 300.0, 0.05, 86_400),
-        map_timeout=seconds("MAP_TIMEOUT", 10.0, 0.1, 300),
-        static_ids=tuple(static),
-        progress_seconds=seconds("PROGRESS_INTERVAL_SECONDS", 60.0, 0.05, 86_400),
-        checkpoint_seconds=seconds("HOST_CHECKPOINT_SECONDS", 5.0, 0.0, 3600),
-        flush_timeout=seconds("HOST_FLUSH_TIMEOUT", 20.0, 0.1, 3600),
-        max_queued=(
-            1000
-            if get("HOST_MAX_QUEUED") is None
-            else parse_int("HOST_MAX_QUEUED", values["HOST_MAX_QUEUED"], 1, 10_000_000)
-        ),
-        user_agent_contact=get("USER_AGENT_CONTACT"),
-    )
 
 
 # -- plugins ---------------------------------------------------------------------------
@@ -244,32 +113,43 @@ class Host:
     def __init__(
         self,
         settings: Settings,
-        options: HostSettings,
         *,
+        track: Iterable[int] = (),
         plugin_manager: pluggy.PluginManager | None = None,
         feed: R2Z2Client | None = None,
         map_client: MapClient | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`track`: character ids tracked besides `TRACKED_CHARACTER_IDS` and the map's
+        list. Raises `ConfigError` when nothing says whom to track."""
+        static = list(settings.host.static_ids)
+        static.extend(i for i in dict.fromkeys(track) if i not in static)
+        if not settings.map.configured and not static:
+            raise ConfigError(
+                "TRACKED_CHARACTER_IDS",
+                "no tracked characters: set MAP_URL, MAP_NAME and MAP_API_KEY, "
+                "or TRACKED_CHARACTER_IDS",
+            )
         self.settings = settings
-        self.options = options
+        self.options: HostSettings = dataclasses.replace(settings.host, static_ids=tuple(static))
+        """`settings.host` with the `track` ids added."""
         self.pm = plugin_manager or make_plugin_manager()
         self.feed = feed or R2Z2Client(
-            options.r2z2_base_url,
-            requests_per_second=options.r2z2_requests_per_second,
-            timeout=options.r2z2_timeout,
-            not_found_wait=options.r2z2_not_found_wait,
-            max_backoff=options.r2z2_max_backoff,
-            contact=options.user_agent_contact,
+            settings.feed.base_url,
+            requests_per_second=settings.feed.requests_per_second,
+            timeout=settings.feed.timeout,
+            not_found_wait=settings.feed.not_found_wait,
+            max_backoff=settings.feed.max_backoff,
+            contact=settings.user_agent_contact,
         )
         self.map_client = map_client
-        if self.map_client is None and options.uses_map:
+        if self.map_client is None and settings.map.configured:
             self.map_client = MapClient(
-                options.map_url or "",
-                options.map_name or "",
-                options.map_api_key or "",
-                timeout=options.map_timeout,
-                contact=options.user_agent_contact,
+                settings.map.url or "",
+                settings.map.name or "",
+                settings.map.api_key or "",
+                timeout=settings.map.timeout,
+                contact=settings.user_agent_contact,
             )
         self.counters = HostCounters()
         self.stop_event = threading.Event()
@@ -277,7 +157,7 @@ class Host:
         self._lock = threading.Lock()
         self._map_list: TrackedList | None = None
         self._pending: list[Mapping[str, Any]] | None = None
-        self._tracked_ids: frozenset[int] = frozenset(options.static_ids)
+        self._tracked_ids: frozenset[int] = frozenset(self.options.static_ids)
         self._handed_over: int | None = None
         """Last sequence handed to the plugins."""
         self._saved: int | None = None
@@ -332,7 +212,7 @@ class Host:
             self._map_list = fresh
             self._pending = self._tracked_entries()
             self._tracked_ids = fresh.ids | frozenset(self.options.static_ids)
-        log.info("map %s: %d tracked characters", self.options.map_name, len(fresh.ids))
+        log.info("map %s: %d tracked characters", self.settings.map.name, len(fresh.ids))
         return True
 
     def _apply_tracked(self) -> None:
@@ -346,7 +226,7 @@ class Host:
 
     def _ticker(self) -> None:
         now = self._clock()
-        next_map = now + self.options.map_refresh_seconds if self.map_client else None
+        next_map = now + self.settings.map.refresh_seconds if self.map_client else None
         next_progress = now + self.options.progress_seconds
         while True:
             due = min(t for t in (next_map, next_progress) if t is not None)
@@ -355,7 +235,7 @@ class Host:
             now = self._clock()
             if next_map is not None and now >= next_map:
                 self.refresh_map()
-                next_map = self._clock() + self.options.map_refresh_seconds
+                next_map = self._clock() + self.settings.map.refresh_seconds
             if now >= next_progress:
                 log.info("%s", self.progress_line())
                 next_progress = self._clock() + self.options.progress_seconds

@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import tarfile
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +39,6 @@ from .store import write_rows
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ZKILL_HISTORY_URL = "https://r2z2.zkillboard.com/history"
 ROW_BATCH = 1000
 """Rows buffered before one `write_rows` call (one transaction)."""
 MAX_PROBLEMS = 1000
@@ -346,14 +345,6 @@ def backfill_paths(
 
 
 # -- zKillboard history -------------------------------------------------------------------
-
-
-def zkill_history_url(values: Mapping[str, str]) -> str:
-    """`ZKILL_HISTORY_URL` from raw settings (default zKillboard's), validated."""
-    base = (values.get("ZKILL_HISTORY_URL") or DEFAULT_ZKILL_HISTORY_URL).strip().rstrip("/")
-    if not base.startswith(("http://", "https://")):
-        raise ConfigError("ZKILL_HISTORY_URL", f"{base!r} is not an http(s) URL")
-    return base
 
 
 def parse_day_range(text: str) -> tuple[dt.date, dt.date]:

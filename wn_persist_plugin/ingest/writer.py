@@ -31,7 +31,7 @@ from playhouse.pool import MaxConnectionsExceeded
 
 from ..killmails import parse as km
 from ..redact import first_line
-from ..settings import Settings, parse_int
+from ..settings import WriterSettings
 from .rows import involvement_rows
 from .store import write_rows
 from .tracked import TrackedSet
@@ -41,40 +41,6 @@ log = logging.getLogger(__name__)
 Rows = list[dict[str, Any]]
 RowEnricher = Callable[[Rows], None]
 """Fills columns of rows in place before they are written (e.g. region enrichment)."""
-
-
-@dataclass(frozen=True)
-class WriterSettings:
-    """How the writer queues and batches. Read from the `PERSISTENCE_*` settings."""
-
-    queue_size: int = 10_000
-    """Matched mails waiting to be written; beyond that new mails are dropped."""
-    batch_rows: int = 500
-    """Rows per transaction (a batch closes early when the queue is empty)."""
-    shutdown_timeout: float = 60.0
-    """Seconds `stop()` keeps retrying an unreachable database before giving up."""
-    retry_initial: float = 0.5
-    retry_max: float = 30.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> WriterSettings:
-        """Parse `PERSISTENCE_QUEUE_SIZE`, `PERSISTENCE_BATCH_SIZE` and
-        `PERSISTENCE_SHUTDOWN_TIMEOUT`; raises `ConfigError` naming a bad one."""
-        extra = settings.extra
-
-        def get(name: str, default: int, low: int, high: int) -> int:
-            raw = extra.get(name)
-            if raw is None or not str(raw).strip():
-                return default
-            return parse_int(name, str(raw), low, high)
-
-        return cls(
-            queue_size=get("PERSISTENCE_QUEUE_SIZE", cls.queue_size, 1, 10_000_000),
-            batch_rows=get("PERSISTENCE_BATCH_SIZE", cls.batch_rows, 1, 5_000),
-            shutdown_timeout=float(
-                get("PERSISTENCE_SHUTDOWN_TIMEOUT", int(cls.shutdown_timeout), 0, 86_400)
-            ),
-        )
 
 
 class _Throttle:

@@ -24,8 +24,8 @@ from typing import Any
 
 import requests
 
-from ..errors import ConfigError, EsiError, EsiNotFound, EsiUnavailable
-from ..settings import parse_int
+from ..errors import EsiError, EsiNotFound, EsiUnavailable
+from ..settings import EsiSettings
 from .http import (
     NO_RETRIES,
     Backoff,
@@ -37,7 +37,6 @@ from .http import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://esi.evetech.net/latest"
 NAMES_BATCH = 1000
 """ESI's `POST /universe/names/` takes at most 1,000 ids."""
 ERROR_LIMIT_FLOOR = 10
@@ -45,29 +44,6 @@ ERROR_LIMIT_FLOOR = 10
 ERROR_WINDOW = 60.0
 """Seconds of ESI's error-limit window, when a 420 does not say when it resets."""
 SERVICE = "ESI"
-
-
-@dataclass(frozen=True)
-class EsiSettings:
-    base_url: str = DEFAULT_BASE_URL
-    timeout: float = 10.0
-    max_retries: int = 4
-    max_wait: float = 120.0
-    """Longest single wait (error-limit reset, Retry-After) before giving up as unavailable."""
-
-
-def esi_settings(values: Mapping[str, str]) -> EsiSettings:
-    """ESI settings from raw values (`Settings.extra`): ESI_BASE_URL, ESI_TIMEOUT,
-    ESI_MAX_RETRIES, ESI_MAX_WAIT. Raises `ConfigError` naming the variable."""
-    base = (values.get("ESI_BASE_URL") or DEFAULT_BASE_URL).strip().rstrip("/")
-    if not base.startswith(("http://", "https://")):
-        raise ConfigError("ESI_BASE_URL", f"{base!r} is not an http(s) URL")
-    return EsiSettings(
-        base_url=base,
-        timeout=parse_int("ESI_TIMEOUT", values.get("ESI_TIMEOUT") or "10", 1, 600),
-        max_retries=parse_int("ESI_MAX_RETRIES", values.get("ESI_MAX_RETRIES") or "4", 0, 100),
-        max_wait=parse_int("ESI_MAX_WAIT", values.get("ESI_MAX_WAIT") or "120", 0, 3600),
-    )
 
 
 @dataclass

@@ -22,9 +22,9 @@ from croniter import croniter
 from peewee import Database
 
 from ..db.joblock import STATISTICS_JOB, job_lock
-from ..errors import ConfigError, JobBusy
+from ..errors import JobBusy
 from ..redact import first_line
-from ..settings import Settings, parse_cron
+from ..settings import Settings
 from .aggregation import AggregateResult, aggregate
 from .retention import PruneResult, prune
 
@@ -58,7 +58,8 @@ class Scheduler:
     """Runs the statistics job on the cron schedule in a daemon thread.
 
     `before_aggregation` steps run first in every job, in order (region enrichment goes
-    there); `clock` is the UTC time source (tests move it).
+    there); `clock` is the UTC time source (tests move it). The schedule is
+    `settings.aggregation_schedule`, checked by `load_settings` (it parses and fires).
     """
 
     def __init__(
@@ -69,9 +70,7 @@ class Scheduler:
         before_aggregation: Sequence[Step] = (),
         clock: Clock = _utc_now,
     ) -> None:
-        self.cron = parse_cron("PERSISTENCE_AGGREGATION_SCHEDULE", settings.aggregation_schedule)
-        if not croniter.is_valid(self.cron):  # pragma: no cover - parse_cron checked it
-            raise ConfigError("PERSISTENCE_AGGREGATION_SCHEDULE", "invalid cron expression")
+        self.cron = settings.aggregation_schedule
         self.retention_days = settings.retention_days
         self.db = db
         self.before_aggregation: list[Step] = list(before_aggregation)
