@@ -195,7 +195,7 @@ def test_connection_refused_is_unavailable(sleeps):
 
 def test_settings_from_environment():
     settings = esi_settings({"ESI_BASE_URL": "http://127.0.0.1:9/latest/", "ESI_TIMEOUT": "5"})
-    assert settings.base_url == "http://127.0.0.1:9/latest" and settings.timeout == 5
+    assert settings.base_url == "http://127.0.0.1:9" and settings.timeout == 5  # no /latest
     with pytest.raises(ConfigError, match="^ESI_BASE_URL"):
         esi_settings({"ESI_BASE_URL": "ftp://x"})
     with pytest.raises(ConfigError, match="^ESI_MAX_RETRIES"):

@@ -16,6 +16,8 @@ from wn_persist_plugin.settings import (
     SETTINGS_BY_NAME,
     Cron,
     DatabaseUrl,
+    Day,
+    EsiRoot,
     EveIds,
     Flag,
     HttpUrl,
@@ -131,7 +133,8 @@ def test_values_are_typed_and_grouped():
         **MAP,
     )
     assert s.writer.queue_size == 20 and s.writer.shutdown_timeout == 1.5
-    assert s.esi.timeout == 5.0 and s.esi.base_url == "http://127.0.0.1:9/latest"
+    # ESI versions by X-Compatibility-Date now: the old `/latest` path is dropped.
+    assert s.esi.timeout == 5.0 and s.esi.base_url == "http://127.0.0.1:9"
     assert s.host.static_ids == (5, 7)
     assert s.feed.requests_per_second == 20
     assert s.esi_enrichment is False
@@ -184,6 +187,8 @@ BAD_BY_KIND = {
     Integer: "lots",
     Seconds: "soon",
     HttpUrl: "ftp://x",
+    EsiRoot: "ftp://x/latest",
+    Day: "2999-01-01",
     Cron: "every day",
     EveIds: "12,abc",
     DatabaseUrl: "mysql://u:pw@h/db",

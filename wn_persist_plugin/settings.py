@@ -44,7 +44,12 @@ MAX_EVE_ID = 2**63 - 1
 CRON_HORIZON_YEARS = 5
 """A cron expression that matches no time within this many years never fires."""
 
-DEFAULT_ESI_BASE_URL = "https://esi.evetech.net/latest"
+DEFAULT_ESI_BASE_URL = "https://esi.evetech.net"
+ESI_VERSION_PATH = "/latest"
+"""The old version path; ESI now versions by `X-Compatibility-Date`, so it is dropped."""
+DEFAULT_ESI_COMPATIBILITY_DATE = dt.date(2025, 9, 30)
+"""The ESI behaviour this client was checked against (sent as `X-Compatibility-Date`)."""
+DEFAULT_EVEREF_BASE_URL = "https://data.everef.net"
 DEFAULT_SDE_BASE_URL = "https://www.fuzzwork.co.uk/dump/latest"
 DEFAULT_ZKILL_HISTORY_URL = "https://r2z2.zkillboard.com/history"
 DEFAULT_R2Z2_BASE_URL = "https://r2z2.zkillboard.com"
@@ -163,6 +168,37 @@ class HttpUrl(Kind):
 
     def describe(self) -> str:
         return "http(s) URL"
+
+
+@dataclass(frozen=True)
+class EsiRoot(HttpUrl):
+    """ESI's root URL; a trailing `/latest` (the old version path) is dropped."""
+
+    def parse(self, raw: str) -> str:
+        value = super().parse(raw)
+        if value.endswith(ESI_VERSION_PATH):
+            value = super().parse(value.removesuffix(ESI_VERSION_PATH))
+        return value
+
+    def describe(self) -> str:
+        return "http(s) URL without `/latest`"
+
+
+@dataclass(frozen=True)
+class Day(Kind):
+    """A day, `YYYY-MM-DD`, not in the future."""
+
+    def parse(self, raw: str) -> dt.date:
+        try:
+            value = dt.date.fromisoformat(raw.strip())
+        except ValueError:
+            raise ValueError(f"{raw.strip()!r} is not a day (YYYY-MM-DD)") from None
+        if value > dt.datetime.now(dt.UTC).date():
+            raise ValueError(f"{value} is in the future")
+        return value
+
+    def describe(self) -> str:
+        return "YYYY-MM-DD, not in the future"
 
 
 @dataclass(frozen=True)
@@ -338,8 +374,13 @@ SETTINGS: tuple[Setting, ...] = (
         "the scheduled job asks ESI for names and unknown systems",
     ),
     Setting(
-        "ESI_BASE_URL", "esi.base_url", HttpUrl(), DEFAULT_ESI_BASE_URL,
-        "ESI root for names and regions",
+        "ESI_BASE_URL", "esi.base_url", EsiRoot(), DEFAULT_ESI_BASE_URL,
+        "ESI root (names, regions, killmail bodies); a trailing `/latest` is dropped",
+    ),
+    Setting(
+        "ESI_COMPATIBILITY_DATE", "esi.compatibility_date", Day(),
+        DEFAULT_ESI_COMPATIBILITY_DATE,
+        "the ESI behaviour asked for, sent as `X-Compatibility-Date`",
     ),
     Setting("ESI_TIMEOUT", "esi.timeout", Seconds(1, 600), 10.0, "seconds per ESI request"),
     Setting(
@@ -353,11 +394,17 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "SDE_BASE_URL", "sde_base_url", HttpUrl(), DEFAULT_SDE_BASE_URL,
-        "where `universe import --download` fetches the static data",
+        "the static data dump's `latest` folder for `universe import --download` "
+        "(`{base}/csv/<table>.csv`, else `{base}/<table>.csv.bz2`)",
     ),
     Setting(
         "ZKILL_HISTORY_URL", "zkill_history_url", HttpUrl(), DEFAULT_ZKILL_HISTORY_URL,
-        "zKillboard history for `backfill --zkill-history`",
+        "zKillboard history for `backfill --zkill-history` (day files at `/YYYYMMDD.json`)",
+    ),
+    Setting(
+        "EVEREF_BASE_URL", "everef_base_url", HttpUrl(), DEFAULT_EVEREF_BASE_URL,
+        "EVE Ref's data root: daily killmail archives at "
+        "`/killmails/YYYY/killmails-YYYY-MM-DD.tar.bz2` (bodies for `--zkill-history`)",
     ),
     Setting(
         "USER_AGENT_CONTACT", "user_agent_contact", Text(), None,
@@ -393,7 +440,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "R2Z2_BASE_URL", "feed.base_url", HttpUrl(), DEFAULT_R2Z2_BASE_URL,
-        "the R2Z2 feed (tests point it at a local server)",
+        "the R2Z2 feed root (`/ephemeral/sequence.json`, `/ephemeral/{N}.json`)",
     ),
     Setting(
         "R2Z2_REQUESTS_PER_SECOND", "feed.requests_per_second",
@@ -496,7 +543,9 @@ class EsiSettings:
     timeout: float = _default("ESI_TIMEOUT")
     max_retries: int = _default("ESI_MAX_RETRIES")
     max_wait: float = _default("ESI_MAX_WAIT")
-    """Longest single wait (error-limit reset, Retry-After) before giving up as unavailable."""
+    """Longest single wait (error-limit reset, Retry-After) before giving up as unavailable;
+    a rate-limit group's 429 is waited out regardless (its bucket refills within its window)."""
+    compatibility_date: dt.date = _default("ESI_COMPATIBILITY_DATE")
 
     def __repr__(self) -> str:
         return _masked_repr(self, "esi")
@@ -591,6 +640,7 @@ class Settings:
     esi_enrichment: bool = _default("PERSISTENCE_ESI_ENRICHMENT")
     sde_base_url: str = _default("SDE_BASE_URL")
     zkill_history_url: str = _default("ZKILL_HISTORY_URL")
+    everef_base_url: str = _default("EVEREF_BASE_URL")
     user_agent_contact: str | None = _default("USER_AGENT_CONTACT")
     writer: WriterSettings = field(default_factory=WriterSettings)
     esi: EsiSettings = field(default_factory=EsiSettings)
