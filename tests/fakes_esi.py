@@ -6,6 +6,16 @@ by id and hash, and zKillboard history files built from the real mails' days. Th
 carries no character, corporation or alliance names, so those are answered as
 "Character <id>" etc. (ESI's behaviour, synthetic names).
 
+ESI's contract is enforced: killmail routes (`/killmails/{id}/{hash}/`) belong to the
+rate-limit group `killmail`, a floating-window token bucket (3,600 tokens per 15 minutes
+unless a test sets a smaller one with `rate_limit()`; a 2xx costs 2 tokens, a 4xx 5) whose
+answers carry `X-Ratelimit-Group/-Limit/-Remaining/-Used` and which answers 429 with
+`Retry-After` when the bucket cannot pay for the answer; other routes carry the error-limit
+headers instead. EVE Ref's daily archives are served at
+`/killmails/YYYY/killmails-YYYY-MM-DD.tar.bz2` (one ESI JSON per member) and Fuzzwork's
+static data in both layouts (`/dump/latest/csv/<table>.csv`, UTF-8 with a BOM and quoted
+fields, and `/dump/latest/<table>.csv.bz2`; `sde_layouts` picks which exist).
+
 Faults are scripted per path pattern: `server.script(r"^/universe/names/", [(420, {...})])`
 answers the next matching requests with those statuses; `server.down = True` answers 503
 everywhere. Every answer carries ESI's error-limit headers. Every request is recorded
@@ -18,9 +28,12 @@ import bz2
 import csv
 import io
 import json
+import math
 import re
+import tarfile
 import threading
-from collections import defaultdict
+import time
+from collections import defaultdict, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -158,12 +171,59 @@ class FakeData:
         return None
 
 
+KILLMAIL_ROUTE = re.compile(r"/killmails/(\d+)/(\w+)/")
+EVEREF_ARCHIVE = re.compile(r"/killmails/(\d{4})/killmails-(\d{4})-(\d{2})-(\d{2})\.tar\.bz2")
+COSTS = {2: 2, 3: 1, 4: 5}
+"""Tokens an answer costs, by the first digit of its status (5xx and 429 cost none)."""
+
+
+class TokenBucket:
+    """ESI's floating-window bucket: tokens spent come back `window` seconds later."""
+
+    def __init__(self, group: str, limit: int, window: float, shown: str) -> None:
+        self.group = group
+        self.limit = limit
+        self.window = window
+        self.shown = shown
+        """`X-Ratelimit-Limit` as ESI writes it (`3600/15m`)."""
+        self.spent: deque[tuple[float, int]] = deque()
+
+    def remaining(self, now: float) -> int:
+        while self.spent and self.spent[0][0] <= now - self.window:
+            self.spent.popleft()
+        return self.limit - sum(cost for _, cost in self.spent)
+
+    def retry_after(self, now: float, cost: int) -> int:
+        """Whole seconds until `cost` tokens are back."""
+        missing = cost - self.remaining(now)
+        for at, spent in self.spent:
+            missing -= spent
+            if missing <= 0:
+                return max(1, math.ceil(at + self.window - now))
+        return max(1, math.ceil(self.window))
+
+
 class FakeServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, data: FakeData) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.data = data
+        self.killmails = dict(data.killmails)
+        """(killmail_id, hash) -> body that ESI knows (tests may add more)."""
+        self.history = {day: dict(index) for day, index in data.history.items()}
+        """YYYYMMDD -> {killmail_id: hash}, zKillboard's day files."""
+        self.archives: dict[str, list[tuple[int, str]]] = {}
+        """YYYY-MM-DD -> the (id, hash) whose bodies EVE Ref's archive of that day holds;
+        a day not listed holds every mail of the day's history."""
+        self.archive_missing: set[str] = set()
+        """Days EVE Ref has no archive for (404)."""
+        self._archive_cache: dict[str, bytes] = {}
+        self.sde_layouts = ("csv", "bz2")
+        """Which static-data layouts exist: `csv` (new) and/or `bz2` (old)."""
+        self.bucket = TokenBucket("killmail", 3600, 900.0, "3600/15m")
+        self.answered: list[tuple[str, int]] = []
+        """(path, status) of every answer, in order."""
         self.lock = threading.Lock()
         self.scripts: list[tuple[re.Pattern[str], list[tuple[int, dict[str, str]]]]] = []
         self.down = False
@@ -198,6 +258,43 @@ class FakeServer(ThreadingHTTPServer):
                     return answers.pop(0)
         return None
 
+    def rate_limit(self, limit: int, window: float, shown: str) -> None:
+        """A smaller killmail bucket (tests): `limit` tokens per `window` seconds, written
+        `shown` in `X-Ratelimit-Limit` (ESI's format, e.g. `300/2s`)."""
+        with self.lock:
+            self.bucket = TokenBucket("killmail", limit, window, shown)
+
+    def statuses(self, status: int) -> list[str]:
+        """Paths answered with `status`."""
+        with self.lock:
+            return [path for path, code in self.answered if code == status]
+
+    def archive(self, day: str) -> bytes | None:
+        """EVE Ref's `.tar.bz2` of a day (`YYYY-MM-DD`), built once from its mails."""
+        if day in self.archive_missing:
+            return None
+        with self.lock:
+            cached = self._archive_cache.get(day)
+        if cached is not None:
+            return cached
+        pairs = self.archives.get(day)
+        if pairs is None:
+            index = self.history.get(day.replace("-", ""), {})
+            pairs = [(int(k), v) for k, v in index.items()]
+        if not pairs:
+            return None
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w:bz2") as tar:
+            for killmail_id, hash_ in sorted(pairs):
+                raw = json.dumps(self.killmails[(killmail_id, hash_)]).encode()
+                member = tarfile.TarInfo(f"killmails/{killmail_id}.json")
+                member.size = len(raw)
+                tar.addfile(member, io.BytesIO(raw))
+        data = out.getvalue()
+        with self.lock:
+            self._archive_cache[day] = data
+        return data
+
     def user_agents(self) -> list[str | None]:
         """The User-Agent of every request received, in order."""
         with self.lock:
@@ -214,21 +311,45 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
         pass
 
-    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        *,
+        esi: bool = True,
+        content_type: str = "application/json",
+    ) -> None:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         server = self.server
+        path = self.path.split("?", 1)[0]
+        sent: dict[str, str] = {}
         with server.lock:
-            if status >= 400 and status not in (404,):
-                server.error_remain = max(0, server.error_remain - 1)
-            remain = server.error_remain
+            server.answered.append((path, status))
+            if esi and KILLMAIL_ROUTE.fullmatch(path):
+                # A rate-limit group's route: its headers, not the error limit's.
+                bucket = server.bucket
+                now = time.monotonic()
+                cost = 0 if status == 429 else COSTS.get(status // 100, 0)
+                if cost:
+                    bucket.spent.append((now, cost))
+                sent = {
+                    "X-Ratelimit-Group": bucket.group,
+                    "X-Ratelimit-Limit": bucket.shown,
+                    "X-Ratelimit-Remaining": str(max(0, bucket.remaining(now))),
+                    "X-Ratelimit-Used": str(cost),
+                }
+            elif esi:
+                if status >= 400 and status not in (404,):
+                    server.error_remain = max(0, server.error_remain - 1)
+                sent = {
+                    "X-ESI-Error-Limit-Remain": str(server.error_remain),
+                    "X-ESI-Error-Limit-Reset": str(server.error_reset),
+                }
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(raw)))
-        sent = {
-            "X-ESI-Error-Limit-Remain": str(remain),
-            "X-ESI-Error-Limit-Reset": str(server.error_reset),
-            **(headers or {}),
-        }
+        sent.update(headers or {})
         for key, value in sent.items():
             self.send_header(key, value)
         self.end_headers()
@@ -285,27 +406,75 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send(200, answers)
             return
-        match = re.fullmatch(r"/killmails/(\d+)/(\w+)/", path)
+        match = KILLMAIL_ROUTE.fullmatch(path)
         if method == "GET" and match:
-            mail = data.killmails.get((int(match.group(1)), match.group(2)))
-            if mail is None:
+            server = self.server
+            mail = server.killmails.get((int(match.group(1)), match.group(2)))
+            status = 200 if mail is not None else 422
+            with server.lock:
+                now = time.monotonic()
+                cost = COSTS[status // 100]
+                short = server.bucket.remaining(now) < cost
+                wait = server.bucket.retry_after(now, cost) if short else 0
+            if short:
+                self._send(429, {"error": "rate limited"}, {"Retry-After": str(wait)})
+            elif mail is None:
                 self._send(422, {"error": "Invalid killmail_id and/or killmail_hash"})
             else:
                 self._send(200, mail)
             return
         match = re.fullmatch(r"/history/(\d{8})\.json", path)
         if method == "GET" and match:
-            day = data.history.get(match.group(1))
-            self._send(200, day if day is not None else {})
+            day = self.server.history.get(match.group(1))
+            self._send(200, day if day is not None else {}, esi=False)
             return
-        match = re.fullmatch(r"/dump/latest/(\w+\.csv)\.bz2", path)
-        if method == "GET" and match and match.group(1) == "invTypes.csv":
-            self._send(200, bz2.compress(data.inv_types_csv()))
+        match = EVEREF_ARCHIVE.fullmatch(path)
+        if method == "GET" and match:
+            archive = self.server.archive(f"{match.group(2)}-{match.group(3)}-{match.group(4)}")
+            if archive is None or match.group(1) != match.group(2):
+                self._send(404, b"<html>not found</html>", esi=False, content_type="text/html")
+            else:
+                self._send(200, archive, esi=False, content_type="application/x-bzip2")
             return
-        if method == "GET" and match and (data.universe_dir / match.group(1)).is_file():
-            self._send(200, bz2.compress((data.universe_dir / match.group(1)).read_bytes()))
+        table = self._sde_table(path)
+        if method == "GET" and table is not None:
+            layout, raw = table
+            if layout == "csv":
+                self._send(200, raw, esi=False, content_type="text/csv")
+            else:
+                self._send(200, bz2.compress(raw), esi=False, content_type="application/x-bzip2")
             return
         self._send(404, {"error": "not found"})
+
+    def _sde_table(self, path: str) -> tuple[str, bytes] | None:
+        """Fuzzwork's dump: `csv/<table>.csv` (UTF-8 with a BOM, every field quoted) in the
+        new layout, `<table>.csv.bz2` in the old one; None when not served."""
+        data = self.server.data
+        for layout, pattern in (
+            ("csv", r"/dump/latest/csv/(\w+\.csv)"),
+            ("bz2", r"/dump/latest/(\w+\.csv)\.bz2"),
+        ):
+            match = re.fullmatch(pattern, path)
+            if match is None or layout not in self.server.sde_layouts:
+                continue
+            name = match.group(1)
+            if name == "invTypes.csv":
+                plain = data.inv_types_csv()
+            elif (data.universe_dir / name).is_file():
+                plain = (data.universe_dir / name).read_bytes()
+            else:
+                return None
+            return layout, (quoted_with_bom(plain) if layout == "csv" else plain)
+        return None
+
+
+def quoted_with_bom(plain: bytes) -> bytes:
+    """A CSV file rewritten as Fuzzwork's new layout writes it: a UTF-8 BOM, every field
+    quoted."""
+    rows = list(csv.reader(io.StringIO(plain.decode("utf-8"))))
+    out = io.StringIO()
+    csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\r\n").writerows(rows)
+    return "\ufeff".encode() + out.getvalue().encode("utf-8")
 
 
 # -- fixtures (import them into a test module) ----------------------------------------------

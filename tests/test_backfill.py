@@ -274,14 +274,12 @@ def test_zkill_history_day_then_resume(
 def test_zkill_history_bad_hash_is_reported(db, fake_server, fake_data, esi_client, real_envelopes):
     day, index = _busiest_day(fake_data)
     first_id = sorted(index, key=int)[0]
-    fake_data.history["20990101"] = {first_id: "0" * 40, **{k: v for k, v in index.items()}}
-    fake_data.history["20990101"][first_id] = "0" * 40
+    fake_server.history["20990101"] = {**index, first_id: "0" * 40}
     tracked = characters(real_envelopes)
     start, end = parse_day_range("2099-01-01")
     summary = backfill_zkill_history(
         db, start, end, esi=esi_client, history=_history_client(fake_server), track=tracked
     )
-    del fake_data.history["20990101"]
     assert not summary.ok and summary.malformed == 1
     assert f"killmail {first_id}: ESI has no such killmail" in summary.problems[0]
     assert summary.mails_read == len(index) - 1
@@ -297,6 +295,7 @@ def test_cli_backfill_and_zkill_history(
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("ESI_BASE_URL", fake_server.url)
     monkeypatch.setenv("ZKILL_HISTORY_URL", fake_server.url + "/history")
+    monkeypatch.setenv("EVEREF_BASE_URL", fake_server.url)
     result = CliRunner().invoke(
         main, ["backfill", "--zkill-history", f"{day}..{day}", "--no-progress"]
     )

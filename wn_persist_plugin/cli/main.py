@@ -423,8 +423,11 @@ def backfill(
     progress: bool | None,
 ) -> None:
     """Import past killmails: JSON/JSONL files, folders, EVE Ref .tar.bz2 archives, or
-    zKillboard history (--zkill-history 2026-01-01..2026-01-31). Exit 1 if any was bad."""
+    zKillboard history (--zkill-history 2026-01-01..2026-01-31: bodies from EVE Ref's
+    daily archive, the rest from ESI paced by its rate limit; Ctrl-C stops, run again to
+    resume). Exit 1 if any was bad."""
     from ..ingest import backfill as bf
+    from ..sources.everef import EveRefClient
     from ..sources.zkill_history import ZkillHistoryClient
 
     if not paths and not zkill:
@@ -455,6 +458,9 @@ def backfill(
                     end,
                     esi=esi,
                     history=history,
+                    everef=EveRefClient(
+                        app.settings.everef_base_url, contact=app.settings.user_agent_contact
+                    ),
                     track=track,
                     workers=workers,
                     progress=show,

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import tarfile
+import tempfile
 from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from ..enrichment.fill import RowFiller
 from ..errors import ConfigError, EsiError, EsiNotFound, SourceError, SourceNotFound
 from ..killmails import parse as km
 from ..sources.esi import EsiClient
+from ..sources.everef import EveRefClient
 from ..sources.zkill_history import ZkillHistoryClient
 from .rows import involvement_rows
 from .store import write_rows
@@ -401,6 +403,12 @@ def _fetch(esi: EsiClient, killmail_id: int, hash_: str) -> tuple[int, str, Any]
         raise
 
 
+RECENT_DAYS = 2
+"""zKillboard re-uploads recent days and a day is complete only the next morning: the
+last this many days (today and yesterday, UTC) are read again on every run, never marked
+done."""
+
+
 def backfill_zkill_history(
     db: Database,
     start: dt.date,
@@ -408,29 +416,45 @@ def backfill_zkill_history(
     *,
     esi: EsiClient,
     history: ZkillHistoryClient,
+    everef: EveRefClient | None = None,
     track: Iterable[int] = (),
     workers: int = 4,
     progress: bool = False,
     enrich: bool = True,
     enrich_from_esi: bool = False,
     aggregate: bool = True,
+    today: dt.date | None = None,
 ) -> BackfillSummary:
     """zKillboard history, day by day: `{history}/YYYYMMDD.json` (killmail_id -> hash),
-    then every mail from ESI `/killmails/{id}/{hash}/` (`workers` at a time, under ESI's
-    limits). Resumable: each day's position is saved in `backfill_cursors` after the rows
-    before it are written; finished days are skipped. ESI or zKillboard down stops the run
-    cleanly (`summary.stopped`); run again to resume."""
+    then the bodies: in bulk from EVE Ref's archive of the day (`everef`, one request),
+    and from ESI `/killmails/{id}/{hash}/` only for the mails the archive lacks
+    (`workers` at a time, paced by ESI's rate-limit headers; a 429's `Retry-After` is
+    waited out and shown in the progress bar).
+
+    Resumable: each day's ESI position is saved in `backfill_cursors` after the rows
+    before it are written; finished days are skipped, except the last `RECENT_DAYS`
+    (before `today`, UTC), which are read again. ESI or zKillboard down, or Ctrl-C, stops
+    the run cleanly (`summary.stopped`); run again to resume."""
     summary = BackfillSummary()
+    today = today or dt.datetime.now(dt.UTC).date()
     with connected(db):
         tracked, names = tracked_set(track)
         if not tracked:
             raise ConfigError("--track", "no tracked characters in the database and none given")
         runner = Backfill(db, tracked, names, summary=summary)
         day = start
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            while day <= end and summary.stopped is None:
-                _history_day(runner, day, esi, history, pool, progress)
-                day += dt.timedelta(days=1)
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                while day <= end and summary.stopped is None:
+                    recent = day > today - dt.timedelta(days=RECENT_DAYS)
+                    fetcher = _DayFetch(runner, esi, everef, pool, progress)
+                    fetcher.day(day, history, recent)
+                    day += dt.timedelta(days=1)
+        except KeyboardInterrupt:
+            esi.pacer.stop()  # wakes workers waiting for ESI's rate limit
+            summary.stopped = "interrupted; run again to resume"
+            runner.flush()
+            return summary
         runner.flush()
         _finish(
             db, summary, enrich=enrich, aggregate=aggregate, esi=esi if enrich_from_esi else None
@@ -438,70 +462,145 @@ def backfill_zkill_history(
     return summary
 
 
-def _history_day(
-    runner: Backfill,
-    day: dt.date,
-    esi: EsiClient,
-    history: ZkillHistoryClient,
-    pool: ThreadPoolExecutor,
-    progress: bool,
-) -> None:
-    summary = runner.summary
-    stamp = f"{day:%Y%m%d}"
-    source = f"zkill-history:{stamp}"
-    cursor = _cursor(source)
-    if cursor is not None and cursor.done:
-        summary.days_skipped += 1
-        return
-    try:
-        index = history.day(day)
-    except SourceNotFound:
-        summary.note(f"zKillboard history {stamp}: not found (404)")
-        return
-    except SourceError as exc:
-        summary.stopped = f"{exc}; run again to resume"
-        return
-    if not isinstance(index, dict):
-        summary.note(f"zKillboard history {stamp}: not a killmail_id -> hash map")
-        return
-    pairs: list[tuple[int, str]] = []
-    for raw_id, hash_ in index.items():
-        try:
-            pairs.append((int(raw_id), str(hash_)))
-        except ValueError:
-            summary.note(f"zKillboard history {stamp}: bad killmail id {raw_id!r}")
-    del index
-    pairs.sort()
-    after = int(cursor.position) if cursor is not None and cursor.position else None
-    if after is not None:
-        pairs = [p for p in pairs if p[0] > after]
-    summary.days += 1
-    where = f"zkill history {stamp}"
-    with _progress_bar(progress, total=len(pairs), desc=stamp) as bar:
-        runner.progress = bar
-        try:
-            for begin in range(0, len(pairs), ZKILL_CHUNK):
-                chunk = pairs[begin : begin + ZKILL_CHUNK]
-                try:
-                    fetched = list(pool.map(lambda p: _fetch(esi, *p), chunk))
-                except SourceError as exc:  # ESI down (EsiUnavailable) or refusing
-                    summary.stopped = f"{exc}; run again to resume"
-                    runner.flush()
+class _DayFetch:
+    """One history day: the day file, EVE Ref's archive, then ESI for the rest."""
+
+    def __init__(
+        self,
+        runner: Backfill,
+        esi: EsiClient,
+        everef: EveRefClient | None,
+        pool: ThreadPoolExecutor,
+        progress: bool,
+    ) -> None:
+        self.runner = runner
+        self.summary = runner.summary
+        self.esi = esi
+        self.everef = everef
+        self.pool = pool
+        self.progress = progress
+
+    def day(self, day: dt.date, history: ZkillHistoryClient, recent: bool) -> None:
+        summary = self.summary
+        stamp = f"{day:%Y%m%d}"
+        source = f"zkill-history:{stamp}"
+        cursor = _cursor(source)
+        if cursor is not None and cursor.done and not recent:
+            summary.days_skipped += 1
+            return
+        pairs = self._index(history, day, stamp)
+        if pairs is None:
+            return
+        after = None
+        if cursor is not None and cursor.position and not cursor.done and not recent:
+            after = int(cursor.position)
+        summary.days += 1
+        where = f"zkill history {stamp}"
+        with _progress_bar(self.progress, total=len(pairs), desc=stamp) as bar:
+            self.runner.progress = bar
+            self.esi.pacer.on_wait = lambda seconds, why: bar.set_postfix_str(
+                f"ESI rate limit: waiting {seconds:.0f} s ({why})", refresh=True
+            )
+            try:
+                covered = self._from_archive(day, dict(pairs), where)
+                rest = [p for p in pairs if p[0] not in covered]
+                if after is not None:
+                    rest = [p for p in rest if p[0] > after]
+                if not self._from_esi(rest, source, where):
                     return
-                for killmail_id, hash_, body in fetched:
-                    item = Item(where, f"killmail {killmail_id}")
-                    if body is None:
-                        runner.problem(item, "ESI has no such killmail/hash (404/422)")
-                        continue
-                    runner.feed(
-                        Item(
-                            where,
-                            item.where,
-                            {"killmail_id": killmail_id, "hash": hash_, "esi": body},
-                        )
+            finally:
+                self.runner.progress = None
+                self.esi.pacer.on_wait = None
+        position = pairs[-1][0] if pairs else after
+        _save_cursor(source, position, not recent)
+
+    def _index(
+        self, history: ZkillHistoryClient, day: dt.date, stamp: str
+    ) -> list[tuple[int, str]] | None:
+        summary = self.summary
+        try:
+            index = history.day(day)
+        except SourceNotFound:
+            summary.note(f"zKillboard history {stamp}: not found (404)")
+            return None
+        except SourceError as exc:
+            summary.stopped = f"{exc}; run again to resume"
+            return None
+        if not isinstance(index, dict):
+            summary.note(f"zKillboard history {stamp}: not a killmail_id -> hash map")
+            return None
+        pairs: list[tuple[int, str]] = []
+        for raw_id, hash_ in index.items():
+            try:
+                pairs.append((int(raw_id), str(hash_)))
+            except ValueError:
+                summary.note(f"zKillboard history {stamp}: bad killmail id {raw_id!r}")
+        pairs.sort()
+        return pairs
+
+    def _from_archive(self, day: dt.date, hashes: dict[int, str], where: str) -> set[int]:
+        """Feed the day's mails found in EVE Ref's archive; their ids. An archive missing,
+        unreachable or broken leaves the rest to ESI (logged, not a problem: nothing is
+        lost)."""
+        covered: set[int] = set()
+        if self.everef is None or not hashes:
+            return covered
+        with tempfile.TemporaryDirectory(prefix="wn-persist-everef-") as tmp:
+            path = Path(tmp) / f"killmails-{day:%Y-%m-%d}.tar.bz2"
+            try:
+                self.everef.download(day, path)
+            except SourceError as exc:
+                log.warning("backfill: %s; fetching the day's mails from ESI", exc)
+                return covered
+            for item in read_archive(path):
+                body = item.envelope
+                if item.error is not None or not isinstance(body, dict):
+                    log.warning(
+                        "backfill: EVE Ref archive %s: %s: %s; the rest comes from ESI",
+                        path.name,
+                        item.where,
+                        item.error or "not a killmail object",
                     )
+                    continue
+                try:
+                    killmail_id = int(body.get("killmail_id"))  # type: ignore[arg-type]
+                except (TypeError, ValueError):
+                    continue
+                hash_ = hashes.get(killmail_id)
+                if hash_ is None or killmail_id in covered:
+                    continue  # not in zKillboard's list for the day
+                covered.add(killmail_id)
+                self.runner.feed(
+                    Item(
+                        where,
+                        f"killmail {killmail_id} (EVE Ref)",
+                        _envelope(killmail_id, hash_, body),
+                    )
+                )
+        return covered
+
+    def _from_esi(self, pairs: list[tuple[int, str]], source: str, where: str) -> bool:
+        """Fetch `pairs` from ESI chunk by chunk, saving the position after each; False
+        when the run stopped."""
+        runner, summary = self.runner, self.summary
+        for begin in range(0, len(pairs), ZKILL_CHUNK):
+            chunk = pairs[begin : begin + ZKILL_CHUNK]
+            try:
+                fetched = list(self.pool.map(lambda p: _fetch(self.esi, *p), chunk))
+            except SourceError as exc:  # ESI down (EsiUnavailable) or refusing
+                summary.stopped = f"{exc}; run again to resume"
                 runner.flush()
-                _save_cursor(source, chunk[-1][0], False)
-        finally:
-            runner.progress = None
-    _save_cursor(source, pairs[-1][0] if pairs else after, True)
+                return False
+            for killmail_id, hash_, body in fetched:
+                item = Item(where, f"killmail {killmail_id}")
+                if body is None:
+                    runner.problem(item, "ESI has no such killmail/hash (404/422)")
+                    continue
+                runner.feed(Item(where, item.where, _envelope(killmail_id, hash_, body)))
+            runner.flush()
+            _save_cursor(source, chunk[-1][0], False)
+        return True
+
+
+def _envelope(killmail_id: int, hash_: str, body: Any) -> dict[str, Any]:
+    return {"killmail_id": killmail_id, "hash": hash_, "esi": body}

@@ -4,8 +4,12 @@ Universe (`/universe/systems/{id}/`, `/universe/constellations/{id}/`,
 `/universe/regions/{id}/`), bulk names (`POST /universe/names/`, up to 1,000 ids a call)
 and killmails (`/killmails/{id}/{hash}/`).
 
-ESI's own limits are obeyed: the error limit (`X-ESI-Error-Limit-Remain` / `-Reset`: when
-few errors remain, wait for the window to reset; a 420 means the limit was hit), 429 with
+Requests go to ESI's root (no `/latest`) with `X-Compatibility-Date` (ESI versions by
+date). ESI's own limits are obeyed: the rate-limit groups' token buckets, by one shared
+`RateLimitPacer` reading the `X-Ratelimit-*` headers (a group's 429 holds the group for
+its `Retry-After`, however long, and is not counted as a failed try); the error limit
+(`X-ESI-Error-Limit-Remain` / `-Reset`: when few errors remain, wait for the window to
+reset; a 420 means the limit was hit), any other 429 with
 `Retry-After`, 5xx, timeouts and other network errors retried with exponential backoff
 (`sources.http.Backoff`). A wait longer than `max_wait`, or retries used up, raise
 `EsiUnavailable`: callers treat ESI as down and try again later; nothing waits forever.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -34,6 +39,7 @@ from .http import (
     status_cause,
     transport_cause,
 )
+from .ratelimit import RateLimitPacer, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,15 @@ ERROR_LIMIT_FLOOR = 10
 ERROR_WINDOW = 60.0
 """Seconds of ESI's error-limit window, when a 420 does not say when it resets."""
 SERVICE = "ESI"
+MAX_RATE_LIMITED = 20
+"""A request answered 429 by its rate-limit group this many times in a row gives up."""
+COMPATIBILITY_HEADER = "X-Compatibility-Date"
+_ROUTE_PARTS = re.compile(r"/(?:\d+|[0-9a-fA-F]{16,})(?=/|$)")
+
+
+def route_of(path: str) -> str:
+    """The route a path belongs to, ids and hashes replaced: `/killmails/{}/{}/`."""
+    return _ROUTE_PARTS.sub("/{}", path)
 
 
 @dataclass
@@ -62,6 +77,13 @@ def _float_header(headers: Mapping[str, str], name: str) -> float | None:
         return float(value)
     except ValueError:
         return None
+
+
+@dataclass(frozen=True)
+class _RateLimited:
+    """A 429 of a rate-limit group: the pacer holds the group for `wait` seconds."""
+
+    wait: float
 
 
 @dataclass(frozen=True)
@@ -87,11 +109,14 @@ class EsiClient:
         contact: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         backoff: float = 1.0,
+        pacer: RateLimitPacer | None = None,
     ) -> None:
         self.settings = settings or EsiSettings()
         self.session = session or make_session(
             contact, timeout=self.settings.timeout, retries=NO_RETRIES
         )
+        self.session.headers[COMPATIBILITY_HEADER] = self.settings.compatibility_date.isoformat()
+        self.pacer = pacer or RateLimitPacer()
         self._sleep = sleep
         self._backoff = Backoff(first=backoff, cap=math.inf)  # max_wait decides when to stop
         self._lock = threading.Lock()
@@ -127,7 +152,7 @@ class EsiClient:
             self._errors_remain = remain
             self._reset_at = time.monotonic() + (reset if reset is not None else ERROR_WINDOW)
 
-    def _answer(self, response: requests.Response, what: str, attempt: int) -> Any:
+    def _answer(self, response: requests.Response, what: str, attempt: int, route: str) -> Any:
         """The decoded JSON of a 200; `_TryAgain` for answers worth retrying; raises
         `EsiNotFound` (404) or `EsiError` (other refusals)."""
         headers = response.headers
@@ -149,6 +174,8 @@ class EsiClient:
             wait = retry_after_seconds(
                 headers.get("Retry-After"), default=self._backoff.delay(attempt), cap=math.inf
             )
+            if headers.get("X-Ratelimit-Group") and self.pacer.hold(route, wait):
+                return _RateLimited(wait)
             return _TryAgain(wait, "HTTP 429 too many requests")
         if status >= 500:
             return _TryAgain(self._backoff.delay(attempt), status_cause(response))
@@ -158,25 +185,43 @@ class EsiClient:
         """Send one request with ESI's limits and retries; return the decoded JSON."""
         url = self.settings.base_url + path
         what = f"{method} {path}"
+        route = route_of(path)
         tries = self.settings.max_retries + 1
         last = "no attempt made"
-        for attempt in range(tries):
+        attempt = limited = 0
+        while attempt < tries:
             self._respect_error_limit(what)
+            ticket: Ticket | None = self.pacer.acquire(route)
             try:
                 with self.session.request(
                     method, url, json=body, timeout=self.settings.timeout
                 ) as response:
-                    answer = self._answer(response, what, attempt)
+                    self.pacer.release(route, ticket, response.status_code, response.headers)
+                    ticket = None
+                    answer = self._answer(response, what, attempt, route)
             except requests.RequestException as exc:
                 # Any transport failure (refused, timed out, a body cut off mid-way, ...)
                 # is retried, then ESI counts as unavailable.
                 answer = _TryAgain(
                     self._backoff.delay(attempt), transport_cause(exc, self.settings.timeout)
                 )
+            finally:
+                if ticket is not None:  # no answer: free the tokens held for it
+                    self.pacer.release(route, ticket, None, {})
+            if isinstance(answer, _RateLimited):
+                limited += 1
+                if limited >= MAX_RATE_LIMITED:
+                    raise EsiUnavailable(
+                        f"{SERVICE}: {what}: HTTP 429 rate limited {limited} times in a row"
+                    )
+                log.info("ESI: %s rate limited; waiting %.0f s (Retry-After)", what, answer.wait)
+                continue  # the pacer holds the group until Retry-After has passed
+            limited = 0
+            attempt += 1
             if not isinstance(answer, _TryAgain):
                 return answer
             last = answer.reason
-            if attempt + 1 < tries:
+            if attempt < tries:
                 self._wait(answer.wait, last, what)
         raise EsiUnavailable(f"{SERVICE}: {what}: {last} (after {tries} tries)")
 
