@@ -284,7 +284,7 @@ class FakeServer(ThreadingHTTPServer):
         if not pairs:
             return None
         out = io.BytesIO()
-        with tarfile.open(fileobj=out, mode="w:bz2") as tar:
+        with tarfile.open(fileobj=out, mode="w:bz2", compresslevel=1) as tar:
             for killmail_id, hash_ in sorted(pairs):
                 raw = json.dumps(self.killmails[(killmail_id, hash_)]).encode()
                 member = tarfile.TarInfo(f"killmails/{killmail_id}.json")

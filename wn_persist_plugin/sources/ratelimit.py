@@ -68,6 +68,10 @@ class _Bucket:
     spent: deque[tuple[float, int]] = field(default_factory=deque)
     """(when the tokens come back, how many) for our own requests, oldest first."""
     hold_until: float = 0.0
+    probe_at: float | None = None
+    """When a request may go out although our own spending promises no tokens back (the
+    bucket was emptied by someone else, or a 429 said when to come back): its answer
+    brings the true balance."""
 
     def available(self, now: float) -> int:
         while self.spent and self.spent[0][0] <= self.reported_at:
@@ -75,12 +79,15 @@ class _Bucket:
         back = sum(cost for at, cost in self.spent if at <= now)
         return self.remaining + back - self.inflight
 
-    def next_return(self, now: float) -> float:
-        """Seconds until our next spent tokens come back (a share of the window when we
-        have spent none: someone else emptied the bucket)."""
+    def next_return(self, now: float) -> float | None:
+        """Seconds until our next spent tokens come back; None when none are pending."""
         for at, _ in self.spent:
             if at > now:
                 return at - now
+        return None
+
+    def refill_time(self) -> float:
+        """Seconds in which the bucket refills what one request may need."""
         return self.window * (RESERVE + SPARE) / max(self.limit, 1)
 
 
@@ -132,11 +139,19 @@ class RateLimitPacer:
                 now = self._clock()
                 if bucket.hold_until > now:
                     wait, why = bucket.hold_until - now, f"{group}: 429, Retry-After"
-                elif bucket.available(now) >= RESERVE + SPARE:
+                elif bucket.available(now) >= RESERVE + SPARE or (
+                    bucket.probe_at is not None and now >= bucket.probe_at and not bucket.inflight
+                ):
+                    bucket.probe_at = None
                     bucket.inflight += RESERVE
                     return Ticket(group, RESERVE)
                 else:
-                    wait = bucket.next_return(now)
+                    pending = bucket.next_return(now)
+                    if pending is None:
+                        if bucket.probe_at is None:
+                            bucket.probe_at = now + bucket.refill_time()
+                        pending = max(bucket.probe_at - now, MIN_WAIT)
+                    wait = pending
                     why = f"{group}: {bucket.available(now)} of {bucket.limit} tokens left"
                 wait = max(wait, MIN_WAIT)
                 self.waited += wait
@@ -187,5 +202,6 @@ class RateLimitPacer:
                 return False
             bucket = self._buckets[group]
             bucket.hold_until = max(bucket.hold_until, self._clock() + seconds)
+            bucket.probe_at = bucket.hold_until
             self._cond.notify_all()
             return True
