@@ -78,13 +78,36 @@ def test_failures_raise_map_unavailable_without_the_key(fault, reason):
         assert client.fetch().ids == frozenset({2123019188, 95465499})
 
 
+UNAUTHORIZED = (
+    "^Wanderer map API: HTTP 401: the API token \\(MAP_API_KEY\\) is wrong, or the map's "
+    "subscription is inactive$"
+)
+
+
 def test_wrong_key_and_wrong_map():
     with FakeMap("my-map", KEY, entries()) as fake:
-        with pytest.raises(MapUnavailable, match="check MAP_API_KEY") as info:
+        with pytest.raises(MapUnavailable, match=UNAUTHORIZED) as info:
             MapClient(fake.url, "my-map", "wrong-key").fetch()
         assert "wrong-key" not in str(info.value)
         with pytest.raises(MapUnavailable, match="check MAP_NAME"):
             MapClient(fake.url, "other-map", KEY).fetch()
+
+
+def test_inactive_subscription_and_disabled_public_api():
+    with FakeMap("my-map", KEY, entries()) as fake:
+        client = MapClient(fake.url, "my-map", KEY, contact="ops@example.org")
+        fake.subscription_active = False
+        with pytest.raises(MapUnavailable, match=UNAUTHORIZED) as info:
+            client.fetch()
+        assert info.value.status == 401
+        fake.subscription_active, fake.public_api = True, False
+        with pytest.raises(MapUnavailable) as info:
+            client.fetch()
+        assert str(info.value) == (
+            "Wanderer map API: HTTP 403: the map's public API is disabled "
+            "(turn it on in the map's settings)"
+        )
+        assert {r.headers["user-agent"] for r in fake.requests} == {user_agent("ops@example.org")}
 
 
 def test_server_down():

@@ -12,7 +12,7 @@ from fakes_esi import *  # noqa: F403 - the fake servers' fixtures
 from wn_persist_plugin.cli import main
 from wn_persist_plugin.db.models import UniverseRegion, UniverseSystem, UniverseType
 from wn_persist_plugin.enrichment import static_data as universe
-from wn_persist_plugin.sources.http import DEFAULT_RETRIES
+from wn_persist_plugin.sources.http import DEFAULT_RETRIES, user_agent
 
 
 def _csv_count(path) -> int:
@@ -71,9 +71,16 @@ def test_missing_or_bad_files_are_named(db, real_data_dir, tmp_path):
     assert UniverseRegion.select().count() == 0  # all or nothing
 
 
-def test_download_from_fake_fuzzwork_then_import(db, fake_server, fake_data, tmp_path):
+@pytest.mark.parametrize("layouts", [("csv", "bz2"), ("csv",), ("bz2",)], ids="+".join)
+def test_download_from_fake_fuzzwork_then_import(db, fake_server, fake_data, tmp_path, layouts):
+    # The new layout is plain CSV with a BOM and quoted fields; the old one bzip2.
+    fake_server.sde_layouts = layouts
     base = fake_server.url + "/dump/latest"
-    written = universe.download(tmp_path, base)
+    written = universe.download(tmp_path, base, contact="ops@example.invalid")
+    fetched = fake_server.statuses(200)
+    assert all(p.startswith("/dump/latest/csv/") for p in fetched) == (layouts[0] == "csv")
+    assert len(fetched) == len(universe.DOWNLOAD_FILES)
+    assert set(fake_server.user_agents()) == {user_agent("ops@example.invalid")}
     assert sorted(p.name for p in written) == sorted(universe.DOWNLOAD_FILES)
     assert not list(tmp_path.glob("*.part"))
     result = universe.import_directory(db, tmp_path)
@@ -84,9 +91,16 @@ def test_download_from_fake_fuzzwork_then_import(db, fake_server, fake_data, tmp
 
 
 def test_download_failure_names_the_url_and_leaves_nothing(fake_server, tmp_path):
-    # The session retries a 503 DEFAULT_RETRIES times; one more makes the download fail.
-    fake_server.script(r"mapSolarSystems", [(503, {})] * (DEFAULT_RETRIES + 1))
-    with pytest.raises(universe.UniverseImportError, match=r"mapSolarSystems.csv.bz2: HTTP 503"):
+    # Only the old layout is served, and the session retries a 503 DEFAULT_RETRIES times;
+    # one more makes it fail: both URLs tried are named, in one line.
+    fake_server.sde_layouts = ("bz2",)
+    fake_server.script(r"mapSolarSystems\.csv\.bz2", [(503, {})] * (DEFAULT_RETRIES + 1))
+    with pytest.raises(
+        universe.UniverseImportError,
+        match=r"^static data \(SDE\): mapSolarSystems.csv: tried http://\S+"
+        r"/dump/latest/csv/mapSolarSystems.csv: HTTP 404[^;]*; http://\S+"
+        r"/dump/latest/mapSolarSystems.csv.bz2: HTTP 503[^;]*$",
+    ):
         universe.download(tmp_path, fake_server.url + "/dump/latest")
     assert len(fake_server.asked("/dump/latest/mapSolarSystems.csv.bz2")) == DEFAULT_RETRIES + 1
     assert not (tmp_path / "mapSolarSystems.csv").exists()

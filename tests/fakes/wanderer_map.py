@@ -28,11 +28,17 @@ def map_entry(eve_id: int, *, tracked: bool = True, name: str | None = None) -> 
 
 
 class FakeMap(FakeServer):
+    """The map API's contract: 404 for an unknown map, 401 for a wrong token or a map
+    whose subscription is inactive (`subscription_active`), 403 when the map's public API
+    is disabled (`public_api`)."""
+
     def __init__(self, slug: str, api_key: str, entries: list[dict[str, Any]]) -> None:
         super().__init__()
         self.slug = slug
         self.api_key = api_key
         self.entries = entries
+        self.subscription_active = True
+        self.public_api = True
 
     @property
     def path(self) -> str:
@@ -41,6 +47,10 @@ class FakeMap(FakeServer):
     def respond(self, path: str, headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
         if path != self.path:
             return 404, {"error": "map not found"}, {}
+        if not self.public_api:
+            return 403, {"error": "Public API is disabled for this map"}, {}
         if headers.get("authorization") != f"Bearer {self.api_key}":
             return 401, {"error": "unauthorized"}, {}
+        if not self.subscription_active:
+            return 401, {"error": "map subscription is not active"}, {}
         return 200, {"data": list(self.entries)}, {}

@@ -5,8 +5,10 @@ Files read from a directory (the names Fuzzwork publishes):
 `mapRegions.csv`, `mapConstellations.csv`, `mapSolarSystems.csv` (required),
 `invTypes.csv` + `invGroups.csv` (type names; when `invTypes.csv` is absent, `ships.json`
 — `{"ships": [{"typeID", "name", "groupID", "group"}]}` — is used if present).
-`download()` fetches the same files as `.csv.bz2` from `SDE_BASE_URL`
-(default Fuzzwork's latest dump) and unpacks them.
+`download()` fetches the same files from `SDE_BASE_URL` (Fuzzwork's `dump/latest`
+folder), trying its two layouts in order: plain CSV at `{base}/csv/<table>.csv` (UTF-8
+with a BOM, quoted fields), then `{base}/<table>.csv.bz2`. Files are read as `utf-8-sig`
+(a BOM is dropped) with quoted fields.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def _float(value: str | None) -> float | None:
 
 
 def _csv_rows(path: Path) -> Iterator[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         for line_no, row in enumerate(reader, start=2):
             row["__line__"] = str(line_no)
@@ -213,49 +215,67 @@ def download(
     files: Iterable[str] = DOWNLOAD_FILES,
     contact: str | None = None,
 ) -> list[Path]:
-    """Fetch the SDE CSV files as `<name>.bz2` from `base_url` into `directory`,
-    decompressing while streaming (a file appears only once complete).
+    """Fetch the SDE CSV files from `base_url` into `directory`: each from the first layout
+    that has it (`layout_urls`), bzip2 decompressed while streaming (a file appears only
+    once complete).
 
     Without `session`, one is made by `make_session` (our User-Agent with `contact`;
-    connection errors and 5xx retried). A failed download raises `StaticDataUnavailable`
-    (one line naming the URL and the cause; also a `UniverseImportError`) and leaves no
-    partial file."""
+    connection errors and 5xx retried). A file no layout gives raises
+    `StaticDataUnavailable` (one line naming every URL tried and its cause; also a
+    `UniverseImportError`) and leaves no partial file."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     http = session or make_session(contact, timeout=timeout, accept=None)
     written = []
     for name in files:
-        url = f"{base_url.rstrip('/')}/{name}.bz2"
         target = folder / name
         partial = folder / (name + ".part")
-        try:
-            _download_one(http, url, partial, timeout)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
+        tried: list[str] = []
+        for url in layout_urls(base_url, name):
+            try:
+                _download_one(http, url, partial, timeout)
+                break
+            except StaticDataUnavailable as exc:
+                partial.unlink(missing_ok=True)
+                tried.append(str(exc).removeprefix(f"{SDE_SERVICE}: "))
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+        else:
+            raise StaticDataUnavailable(f"{SDE_SERVICE}: {name}: tried {'; '.join(tried)}")
         partial.replace(target)
         written.append(target)
         log.info("downloaded %s", target)
     return written
 
 
+def layout_urls(base_url: str, name: str) -> tuple[str, str]:
+    """Where a table is, in the order tried: the plain CSV layout, then the bzip2 one."""
+    base = base_url.rstrip("/")
+    return f"{base}/csv/{name}", f"{base}/{name}.bz2"
+
+
 def _download_one(http: requests.Session, url: str, partial: Path, timeout: float) -> None:
     where = f"{SDE_SERVICE}: {mask_url(url)}"
+    compressed = url.endswith(".bz2")
     try:
         with http.get(url, stream=True, timeout=timeout) as response:
             if response.status_code != 200:
                 raise StaticDataUnavailable(
                     f"{where}: {status_cause(response)}", response.status_code
                 )
-            decompressor = bz2.BZ2Decompressor()
+            decompressor = bz2.BZ2Decompressor() if compressed else None
             with partial.open("wb") as out:
                 for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK):
+                    if decompressor is None:
+                        out.write(chunk)
+                        continue
                     try:
                         data = decompressor.decompress(chunk)
                     except (OSError, EOFError) as exc:
                         raise StaticDataUnavailable(f"{where}: not bzip2 data ({exc})") from None
                     out.write(data)
-            if not decompressor.eof:
+            if decompressor is not None and not decompressor.eof:
                 raise StaticDataUnavailable(f"{where}: download cut off (bzip2 stream unfinished)")
     except requests.RequestException as exc:
         raise StaticDataUnavailable(f"{where}: {transport_cause(exc, timeout)}") from None

@@ -3,7 +3,8 @@
 `GET {MAP_URL}/api/maps/{slug}/tracked-characters` with `Authorization: Bearer {key}`
 returns `{"data": [{"tracked": true, "character": {"eve_id": "2123019188", ...}}, ...]}`.
 Only entries with `tracked: true` count; EVE ids arrive as strings and are compared as
-integers. The API key is never logged.
+integers. 401 means a bad token or an inactive map subscription, 403 that the map's
+public API is disabled; each is said in one line. The API key is never logged.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ log = logging.getLogger(__name__)
 
 SERVICE = "Wanderer map API"
 STATUS_HINTS = {
-    401: " (check MAP_API_KEY; or the map's subscription is inactive)",
-    403: " (the map's public API is disabled; or check MAP_API_KEY)",
-    404: " (check MAP_NAME and MAP_URL)",
+    401: ": the API token (MAP_API_KEY) is wrong, or the map's subscription is inactive",
+    403: ": the map's public API is disabled (turn it on in the map's settings)",
+    404: ": no such map (check MAP_NAME and MAP_URL)",
 }
+"""What the map API means by each refusal (401: bad token or inactive subscription; 403:
+the map's public API switched off)."""
 
 
 @dataclass(frozen=True)
