@@ -386,6 +386,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str, path: str, body: Any) -> None:
         data = self.server.data
+        if method == "GET" and path == "/status/":
+            self._send(
+                200,
+                {
+                    "players": 23456,
+                    "server_version": "2961651",
+                    "start_time": "2026-01-01T11:00:00Z",
+                },
+            )
+            return
         match = re.fullmatch(r"/universe/(systems|constellations|regions)/(\d+)/", path)
         if method == "GET" and match:
             table = {

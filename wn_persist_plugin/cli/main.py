@@ -522,5 +522,42 @@ def run(app: AppContext, track: tuple[int, ...]) -> None:
 # --- end of `wn-persist run` ---------------------------------------------------------------
 
 
+@main.command()
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 120),
+    default=5.0,
+    show_default=True,
+    help="Seconds each outside service gets to answer.",
+)
+@pass_app
+def doctor(app: AppContext, timeout: float) -> None:
+    """Check the database, the map API, R2Z2, ESI, the static data and the settings;
+    print a table with one line of advice per failed check. Exit 1 if any failed."""
+    from ..doctor import Check, run_checks, settings_lines
+
+    try:
+        settings = app.settings
+    except ConfigError as exc:
+        checks = [Check("settings", False, str(exc), "fix that variable (see docs/settings.md)")]
+        settings = None
+    else:
+        checks = run_checks(settings, timeout=timeout)
+    width = max(len(c.name) for c in checks)
+    for check in checks:
+        click.echo(f"{'✔' if check.ok else '✘'} {check.name:<{width}}  {check.detail}")
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        click.echo("")
+    for check in failed:
+        click.echo(f"✘ {check.name}: {check.advice}")
+    if settings is not None:
+        click.echo("\nsettings:")
+        for name, value in settings_lines(settings):
+            click.echo(f"  {name} = {value}")
+    if failed:
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

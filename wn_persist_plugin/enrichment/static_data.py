@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bz2
 import csv
+import datetime as dt
 import json
 import logging
 import os
@@ -27,7 +28,13 @@ import requests
 from peewee import JOIN, Database
 
 from ..db.connect import connected, write_transaction
-from ..db.models import UniverseConstellation, UniverseRegion, UniverseSystem, UniverseType
+from ..db.models import (
+    FeedState,
+    UniverseConstellation,
+    UniverseRegion,
+    UniverseSystem,
+    UniverseType,
+)
 from ..errors import StaticDataUnavailable, UniverseImportError
 from ..redact import mask_url
 from ..settings import DEFAULT_SDE_BASE_URL
@@ -39,6 +46,9 @@ REQUIRED_FILES = ("mapRegions.csv", "mapConstellations.csv", "mapSolarSystems.cs
 TYPE_FILES = ("invGroups.csv", "invTypes.csv")
 DOWNLOAD_FILES = REQUIRED_FILES + TYPE_FILES
 BATCH = 1000
+IMPORTED_KEY = "static_data.imported"
+"""`feed_state` key stamped by every import (value: systems imported; `updated_at`: when),
+so `doctor` can tell the static data's age."""
 SDE_SERVICE = "static data (SDE)"
 DOWNLOAD_TIMEOUT = 60.0
 """Seconds to connect, and to wait for each piece of a file, when downloading."""
@@ -203,6 +213,12 @@ def import_directory(db: Database, directory: str | os.PathLike[str]) -> ImportR
             result.skipped.append("invTypes.csv")
             types = iter(())
         result.counts["universe_types"] = _upsert(UniverseType, types)
+        now = dt.datetime.now(dt.UTC)
+        systems = str(result.counts["universe_systems"])
+        FeedState.insert(key=IMPORTED_KEY, value=systems, updated_at=now).on_conflict(
+            conflict_target=[FeedState.key],
+            update={FeedState.value: systems, FeedState.updated_at: now},
+        ).execute()
     return result
 
 

@@ -123,6 +123,12 @@ class EsiClient:
         self._errors_remain: float | None = None
         self._reset_at: float | None = None
 
+    @property
+    def error_limit_remain(self) -> float | None:
+        """Errors ESI said are left in its error-limit window (None before it said)."""
+        with self._lock:
+            return self._errors_remain
+
     # -- transport ---------------------------------------------------------------------
 
     def _wait(self, seconds: float, why: str, what: str) -> None:
