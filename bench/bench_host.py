@@ -93,14 +93,14 @@ def real_plugin(envelopes: list, tracked: str, baseline: float) -> None:
         pm.hook.on_tracked_characters_updated(
             characters=[{"character_id": int(i)} for i in tracked.split(",")]
         )
-        plugin.flush(60)
+        plugin.flush_pending(60)
         start = time.perf_counter()
         for n, envelope in enumerate(envelopes):
             host.handle(n, envelope)
         handed = time.perf_counter() - start
-        plugin.flush(600)
+        plugin.flush_pending(600)
         written = time.perf_counter() - start
-        stats = plugin.stats()
+        stats = plugin.pipeline_stats()
         pm.hook.on_shutdown()
     print(
         f"Host.handle (wn-persist plugin, SQLite): {handed / len(envelopes) * 1000:.3f} ms/mail "
