@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peewee import Database
 from requests import RequestException
@@ -39,6 +39,9 @@ from ..db.models import (
 from ..errors import EsiError, EsiNotFound
 from ..settings import Settings
 from ..sources.esi import EsiClient
+
+if TYPE_CHECKING:
+    from ..ingest.rows import InvolvementRow
 
 log = logging.getLogger(__name__)
 
@@ -341,12 +344,12 @@ def scheduler_step(settings: Settings) -> Callable[[Database], EnrichResult]:
 
 
 class RowFiller:
-    """Fills `region_id`, `region_name`, `solar_system_name` and `ship_type_name` of rows
-    in place, before they are written, from the universe tables (never ESI: safe on the
-    live write path). The tables are read into memory once (about 8,500 systems) and
-    re-read after `refresh`; rows it cannot fill are left for `enrich`.
+    """Fills `region_id`, `region_name`, `solar_system_name` and `ship_type_name` of
+    involvement rows in place, before they are written, from the universe tables (never
+    ESI: safe on the live write path). The tables are read into memory once (about 8,500
+    systems) and re-read after `refresh`; rows it cannot fill are left for `enrich`.
 
-    For the writer's row hook (`Writer(..., enrich=RowFiller(db))`) and for backfill."""
+    The `ingest.rows.RowFill` every ingest path uses (`RowBatch(fill=RowFiller(db))`)."""
 
     def __init__(self, db: Database, *, refresh: dt.timedelta = dt.timedelta(hours=1)) -> None:
         self.db = db
@@ -369,17 +372,18 @@ class RowFiller:
         self._types = {int(t[0]): t[1] for t in types}
         self._loaded_at = now
 
-    def __call__(self, rows: list[dict[str, Any]]) -> None:
+    def __call__(self, rows: Sequence[InvolvementRow]) -> None:
         self._load()
         systems, types = self._systems, self._types
         for row in rows:
-            system = systems.get(row.get("solar_system_id"))  # type: ignore[arg-type]
+            system_id = row.solar_system_id
+            system = systems.get(system_id) if system_id is not None else None
             if system is not None:
-                if row.get("region_id") is None:
-                    row["region_id"] = system[1]
-                if row.get("region_name") is None:
-                    row["region_name"] = system[2]
-                if row.get("solar_system_name") is None:
-                    row["solar_system_name"] = system[0]
-            if row.get("ship_type_name") is None and row.get("ship_type_id") is not None:
-                row["ship_type_name"] = types.get(row["ship_type_id"])
+                if row.region_id is None:
+                    row.region_id = system[1]
+                if row.region_name is None:
+                    row.region_name = system[2]
+                if row.solar_system_name is None:
+                    row.solar_system_name = system[0]
+            if row.ship_type_name is None and row.ship_type_id is not None:
+                row.ship_type_name = types.get(row.ship_type_id)

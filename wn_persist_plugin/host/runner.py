@@ -1,18 +1,18 @@
 """The standalone host behind `wn-persist run`: a pluggy host fed by zKillboard's R2Z2 feed
 and by the Wanderer map API (or a static list of character ids).
 
-It loads plugins through the `wanderer_notifier` entry points and drives them only through
-the hooks in `hookspecs` (on_startup, on_tracked_characters_updated, on_kill_processed,
-on_shutdown). Two optional plugin methods are used when a plugin has them: `flush(timeout)`
-(to save the feed position only after queued mails are written) and `stats()` (for the
-progress line).
+It loads plugins through the `wanderer_notifier` entry points and calls them only through
+the hooks in `hookspecs` (`pm.hook.*`): on_startup, on_tracked_characters_updated,
+on_kill_processed, on_shutdown, and flush_pending (to save the feed position only after
+queued mails are written) and pipeline_stats (progress line, backpressure, mails given up).
 
 Delivery guarantee ("handled"): the last sequence saved is one whose mail, and every mail
-before it, a plugin has confirmed written: by `flush()` returning at a checkpoint, or by
-`on_shutdown()` returning at a clean stop. A crash between checkpoints re-reads the mails
-since the last checkpoint on restart (at most `HOST_CHECKPOINT_SECONDS` worth); writes are
-idempotent, so that gives no duplicate rows. A plugin without `flush()` gets the position
-saved after `on_kill_processed` returned, so a crash can lose the mails it still had queued.
+before it, the plugins have confirmed written: by `flush_pending` answering True at a
+checkpoint, or by `on_shutdown()` returning at a clean stop. A crash between checkpoints
+re-reads the mails since the last checkpoint on restart (at most `HOST_CHECKPOINT_SECONDS`
+worth); writes are idempotent, so that gives no duplicate rows. A plugin that does not
+implement `flush_pending` gets the position saved after `on_kill_processed` returned, so a
+crash can lose the mails it still had queued.
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ from .. import hookspecs
 from ..db import migrator
 from ..db.connect import is_postgres, open_database
 from ..errors import ConfigError, MalformedKillmail, MapUnavailable
-from ..killmails.parse import parse_time, participant_ids, unwrap
+from ..ingest.counters import PipelineStats
+from ..ingest.match import involves
+from ..killmails.parse import parse_time, unwrap
 from ..redact import first_line
 from ..settings import HostSettings, Settings
 from ..sources.r2z2 import R2Z2Client
@@ -59,20 +61,6 @@ def make_plugin_manager(
     for plugin in plugins:
         pm.register(plugin)
     return pm
-
-
-def _as_mapping(value: Any) -> Mapping[str, Any]:
-    """A plugin's `stats()` answer as a mapping (a dict, `as_dict()`, or a dataclass)."""
-    if value is None:
-        return {}
-    if isinstance(value, Mapping):
-        return value
-    as_dict = getattr(value, "as_dict", None)
-    if callable(as_dict):
-        return as_dict()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    return {}
 
 
 def _age(seconds: float) -> str:
@@ -240,17 +228,14 @@ class Host:
                 log.info("%s", self.progress_line())
                 next_progress = self._clock() + self.options.progress_seconds
 
-    def plugin_stats(self) -> dict[str, Any]:
-        """The merged `stats()` of plugins that offer it."""
-        merged: dict[str, Any] = {}
-        for plugin in self.pm.get_plugins():
-            stats = getattr(plugin, "stats", None)
-            if callable(stats):
-                try:
-                    merged.update(_as_mapping(stats()))
-                except Exception as exc:  # noqa: BLE001 - a progress line never fails
-                    log.debug("stats() of %r failed: %s", plugin, exc)
-        return merged
+    def plugin_stats(self) -> list[PipelineStats]:
+        """The `pipeline_stats` of every plugin that keeps counters (none when one fails:
+        counters are for information and backpressure, never a reason to stop)."""
+        try:
+            return list(self.pm.hook.pipeline_stats())
+        except Exception as exc:  # noqa: BLE001 - a progress line never fails
+            log.debug("pipeline_stats failed: %s", exc)
+            return []
 
     def progress_line(self) -> str:
         c = self.counters
@@ -262,9 +247,9 @@ class Host:
         if self._last_kill_time is not None:
             seconds = (dt.datetime.now(dt.UTC) - self._last_kill_time).total_seconds()
             age = _age(seconds)
-        stored = stats.get("rows_written", "?")
-        queue = stats.get("queued", "?")
-        dropped = stats.get("dropped")
+        stored = str(sum(s.rows_written for s in stats)) if stats else "?"
+        queue = str(max(s.queued for s in stats)) if stats else "?"
+        dropped = sum(s.dropped for s in stats)
         return (
             f"progress: seen={c.seen} matched={c.matched} stored={stored} "
             f"sequence={current if current is not None else '-'} "
@@ -276,19 +261,13 @@ class Host:
     # -- checkpoints -------------------------------------------------------------------
 
     def _flush_plugins(self, timeout: float) -> bool:
-        """Ask plugins that can to write what they queued; False if one could not."""
-        ok = True
-        for plugin in self.pm.get_plugins():
-            flush = getattr(plugin, "flush", None)
-            if not callable(flush):
-                continue
-            try:
-                if flush(timeout) is False:
-                    ok = False
-            except Exception as exc:  # noqa: BLE001 - never crash on a plugin
-                log.warning("flush() of %r failed: %s", plugin, exc)
-                ok = False
-        return ok
+        """`flush_pending` on every plugin; False if one answered False or failed."""
+        try:
+            answers = self.pm.hook.flush_pending(timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - never crash on a plugin
+            log.warning("flush_pending failed: %s", exc)
+            return False
+        return all(answers)
 
     def _reset_connection(self) -> None:
         """Drop a connection that failed, so the next save reconnects."""
@@ -304,12 +283,15 @@ class Host:
         self._saved = sequence
         self.counters.checkpoints += 1
 
+    def _given_up(self) -> int:
+        """Mails the plugins `dropped` (queue full) or `lost` (given up at shutdown)."""
+        return sum(s.given_up for s in self.plugin_stats())
+
     def _nothing_given_up(self) -> bool:
-        """False once a plugin reports mails it `dropped` (queue full) or `lost` (given up
-        at shutdown) during this run: the position then stays where it was, so the next
-        start reads those mails again (writes are idempotent)."""
-        stats = self.plugin_stats()
-        given_up = sum(v for k in ("dropped", "lost") if isinstance(v := stats.get(k, 0), int))
+        """False once a plugin reports mails it dropped or lost during this run: the
+        position then stays where it was, so the next start reads those mails again
+        (writes are idempotent)."""
+        given_up = self._given_up()
         if given_up > self._given_up_at_start:
             if not self._warned_given_up:
                 self._warned_given_up = True
@@ -342,10 +324,11 @@ class Host:
 
     def _wait_for_queue(self) -> None:
         """Backpressure: the feed is pulled, so when a plugin's queue (`queued` in its
-        stats) reaches HOST_MAX_QUEUED, stop reading until it is written; nothing is ever
-        dropped for want of room and the feed keeps the objects meanwhile."""
-        queued = self.plugin_stats().get("queued")
-        if not isinstance(queued, int) or queued < self.options.max_queued:
+        `pipeline_stats`) reaches HOST_MAX_QUEUED, stop reading until it is written;
+        nothing is ever dropped for want of room and the feed keeps the objects
+        meanwhile."""
+        queued = max((s.queued for s in self.plugin_stats()), default=0)
+        if queued < self.options.max_queued:
             return
         log.info(
             "plugin queue at %d mails (HOST_MAX_QUEUED=%d): pausing the feed until it is written",
@@ -360,16 +343,17 @@ class Host:
     # -- mails -------------------------------------------------------------------------
 
     def _note_mail(self, envelope: Mapping[str, Any]) -> None:
+        """Count the mail as matched when a tracked character (the host's own list) is on
+        it, and note its kill time for the progress line."""
         try:
-            found = unwrap(envelope)
-            victim, attackers = participant_ids(found)
-            self._last_kill_time = parse_time(found.body.get("killmail_time"))
+            kill_time = parse_time(unwrap(envelope).body.get("killmail_time"))
+            matched = involves(envelope, self._tracked_ids)
         except (MalformedKillmail, ValueError, TypeError) as exc:
             self.counters.malformed += 1
             log.debug("mail %s: %s", envelope.get("killmail_id"), exc)
             return
-        tracked = self._tracked_ids
-        if (victim is not None and victim in tracked) or any(a in tracked for a in attackers):
+        self._last_kill_time = kill_time
+        if matched:
             self.counters.matched += 1
 
     def handle(self, sequence: int, envelope: Mapping[str, Any]) -> None:
@@ -430,10 +414,7 @@ class Host:
         stored = self._saved
         self.pm.hook.on_startup(config=self.plugin_config())
         self._started = True
-        stats = self.plugin_stats()
-        self._given_up_at_start = sum(
-            v for k in ("dropped", "lost") if isinstance(v := stats.get(k, 0), int)
-        )
+        self._given_up_at_start = self._given_up()
         if self.map_client is not None:
             self.refresh_map()
         if self._map_list is None:
