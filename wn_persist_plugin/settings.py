@@ -25,6 +25,10 @@ DEFAULT_SQLITE_PATH = "wn_persist.db"
 
 SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgres")
 
+DEFAULT_HTTP_HOST = "127.0.0.1"
+DEFAULT_HTTP_PORT = 8080
+"""`wn-persist serve` listens here unless PERSISTENCE_HTTP_PORT / --port say otherwise."""
+
 MIN_POOL_SIZE = 2
 """The writer thread keeps a connection open; the scheduler's jobs need a second one."""
 
@@ -86,6 +90,10 @@ class Settings:
     pool_size: int | None = None
     retention_days: int = 180
     aggregation_schedule: str = "0 0 * * *"
+    # HTTP API: `serve` listens on http_port or DEFAULT_HTTP_PORT; `run` only when it is set.
+    http_host: str = DEFAULT_HTTP_HOST
+    http_port: int | None = None
+    api_token: str | None = field(default=None, repr=False)
     extra: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -158,6 +166,17 @@ def load_settings(
                 "connection and the scheduled jobs need another)",
             )
 
+    http_host = (get("PERSISTENCE_HTTP_HOST") or DEFAULT_HTTP_HOST).strip()
+    if not http_host or any(c.isspace() for c in http_host):
+        raise ConfigError("PERSISTENCE_HTTP_HOST", f"{http_host!r} is not a host name or address")
+    raw_port = get("PERSISTENCE_HTTP_PORT")
+    http_port = parse_int("PERSISTENCE_HTTP_PORT", raw_port, 1, 65535) if raw_port else None
+    api_token = get("PERSISTENCE_API_TOKEN") or None
+    if api_token is not None and (len(api_token.strip()) < 16 or api_token != api_token.strip()):
+        raise ConfigError(
+            "PERSISTENCE_API_TOKEN", "must be at least 16 characters, without surrounding spaces"
+        )
+
     return Settings(
         enable_persistence=parse_bool("ENABLE_PERSISTENCE", get("ENABLE_PERSISTENCE") or "false"),
         database_url=url,
@@ -169,5 +188,8 @@ def load_settings(
             "PERSISTENCE_AGGREGATION_SCHEDULE",
             get("PERSISTENCE_AGGREGATION_SCHEDULE") or "0 0 * * *",
         ),
+        http_host=http_host,
+        http_port=http_port,
+        api_token=api_token,
         extra=values,
     )
