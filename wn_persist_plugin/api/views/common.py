@@ -34,11 +34,11 @@ def _matches(header: str | None, tag: str) -> bool:
 def send_json(req: falcon.Request, resp: falcon.Response, data: Any, *, etag: bool = False) -> None:
     """`data` as JSON; with `etag`, an ETag of the body and 304 when If-None-Match has it."""
     body = dumps(data)
-    resp.content_type = falcon.MEDIA_JSON
     if etag:
         tag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
         resp.set_header("ETag", tag)
         if _matches(req.get_header("If-None-Match"), tag):
             resp.status = falcon.HTTP_304
             return
+    resp.content_type = falcon.MEDIA_JSON
     resp.data = body
