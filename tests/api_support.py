@@ -103,8 +103,8 @@ class Seeded:
     envelopes: list[Mapping[str, Any]]
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def seeded(
+@pytest.fixture(scope="module", params=BACKENDS, name="seeded")
+def seeded_database(
     request: pytest.FixtureRequest,
     real_envelopes: list[dict],
     tmp_path_factory: pytest.TempPathFactory,

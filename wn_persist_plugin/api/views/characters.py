@@ -70,7 +70,7 @@ class CharacterKillmails:
         if cursor:
             params = {k: v for k, v in req.params.items() if k != "cursor"}
             params["cursor"] = cursor
-            resp.append_link(f"{req.path}?{urlencode(params, doseq=True)}", "next")
+            resp.set_header("Link", f'<{req.path}?{urlencode(params, doseq=True)}>; rel="next"')
         send_json(req, resp, {"items": page.items, "next": cursor})
 
 
