@@ -69,9 +69,12 @@ def create_app(
 ) -> falcon.App:
     """The API over `db`; request metrics go to `registry` (which `/metrics` serves)."""
     ctx = ApiContext(settings, db, feed_status)
-    app = falcon.App(
-        middleware=[HttpMetrics(registry), TokenAuth(settings.api_token), DatabaseConnection(db)]
-    )
+    middleware: list[Any] = [
+        HttpMetrics(registry),
+        TokenAuth(settings.api_token),
+        DatabaseConnection(db),
+    ]
+    app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app, db)
     app.add_route("/livez", health.Live())

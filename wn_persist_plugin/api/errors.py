@@ -76,7 +76,7 @@ def _on_http_error(
     req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError, params: Any
 ) -> None:
     problem = Problem(ex.status_code, ex.description or ex.title or "")
-    for name, value in (ex.headers or {}).items():
+    for name, value in dict(ex.headers or {}).items():
         problem.headers[name] = value
     send_problem(resp, problem)
 
@@ -112,6 +112,8 @@ def install(app: falcon.App, db: Any) -> None:
     app.add_error_handler(
         (OperationalError, InterfaceError, DatabaseError), database_unavailable_handler(db)
     )
-    app.add_error_handler((InvalidParameter, UnknownPeriod), _on_invalid)
-    app.add_error_handler((UnknownCharacter, UnknownKillmail), _on_unknown)
+    for invalid in (InvalidParameter, UnknownPeriod):
+        app.add_error_handler(invalid, _on_invalid)
+    for unknown in (UnknownCharacter, UnknownKillmail):
+        app.add_error_handler(unknown, _on_unknown)
     app.add_error_handler(Problem, _on_problem)

@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any
 
-from waitress import create_server, wasyncore
+from waitress import create_server, wasyncore  # type: ignore[import-untyped]
 
 log = logging.getLogger(__name__)
 DEFAULT_THREADS = 8
