@@ -466,12 +466,10 @@ def _names(db: Database, ships: set[str], regions: set[str]) -> dict[str, dict[s
         ):
             found["ships"][str(tid)] = name
         missing = [t for t in ship_ids if str(t) not in found["ships"]]
-        if missing:
+        if missing:  # the ESI names cache (no scan of the involvements)
             marks = ", ".join([p] * len(missing))
             for tid, name in db.execute_sql(
-                "SELECT ship_type_id, MAX(ship_type_name) FROM killmails "
-                f"WHERE ship_type_id IN ({marks}) GROUP BY ship_type_id",
-                missing,
+                f"SELECT entity_id, name FROM entity_names WHERE entity_id IN ({marks})", missing
             ):
                 found["ships"][str(tid)] = name
     region_ids = sorted(int(r) for r in regions if r.isdigit())
