@@ -44,7 +44,7 @@ def generate(db, rows: int) -> None:
         "ship_type_id, ship_type_name, final_blow, solo, npc, attacker_count, processed_at"
     )
     if is_postgres(db):
-        src = f"SELECT g AS n FROM generate_series(0, {rows - 1}) g"
+        src = f"SELECT g AS n FROM generate_series(CAST(0 AS BIGINT), {rows - 1}) g"
         when = f"timestamp '2025-01-01' + (n * (31536000.0 / {rows})) * interval '1 second'"
         value = "CAST((n * 7919) % 500000000 AS NUMERIC(20,2)) / 100 + 1000000"
         boolean = "(n % {k} = 0)"
@@ -187,9 +187,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--only", choices=["sqlite", "postgresql"], default=None)
     args = parser.parse_args()
     with database_urls(postgres=not args.no_postgres) as urls:
         for name, url in urls.items():
+            if args.only and name != args.only:
+                continue
             run(name, url, args.rows, args.requests)
 
 
