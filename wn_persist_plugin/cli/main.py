@@ -184,7 +184,7 @@ def db_status(app: AppContext) -> None:
         click.echo(f"  {table:<{width}} {'(no table)' if count is None else count}")
 
 
-# === statistics: aggregate, prune, stats (issue 4) ========================================
+# --- statistics: aggregate, prune, stats ---------------------------------------------------
 # Thin commands over aggregation.aggregate, retention.prune and stats_query.
 
 _PERIOD_CHOICES = ("daily", "weekly", "monthly")
@@ -341,7 +341,7 @@ def stats(
 # === end of statistics commands ============================================================
 
 
-# --- universe, enrichment and backfill commands (issue 6; enrichment helper) -------------
+# --- universe, enrichment and backfill ------------------------------------------------------
 
 
 def _esi_client(app: AppContext) -> Any:

@@ -152,7 +152,7 @@ class StatisticsDeletion(BaseModel):
         indexes = ((("character_id", "day"), True), (("marked_at",), False))
 
 
-# --- universe, names and backfill state (migration 0004; enrichment helper) ---------------
+# --- universe, names and backfill state (migration 0004) ------------------------------------
 
 
 class UniverseRegion(BaseModel):
