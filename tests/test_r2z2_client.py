@@ -304,7 +304,13 @@ def test_a_redirect_loop_is_paced_and_is_an_error_with_backoff(envelopes, caplog
 
     with FakeR2Z2(envelopes, first=FIRST) as feed:
         feed.fail("/ephemeral/sequence.json", *["redirect"] * (2 * hops))
-        c = client(feed.url, requests_per_second=rate, max_backoff=0.3, sleep=sleep)
+        c = client(
+            feed.url,
+            requests_per_second=rate,
+            max_backoff=0.3,
+            sleep=sleep,
+            repeat_log_seconds=0,
+        )
         with caplog.at_level(logging.WARNING, logger="wn_persist_plugin.sources.r2z2"):
             assert c.latest_sequence(threading.Event()) == FIRST + 39
         statuses = [r.status for r in feed.requests]
