@@ -30,6 +30,7 @@ from typing import Any
 from peewee import Database, InterfaceError, OperationalError
 from playhouse.pool import MaxConnectionsExceeded
 
+from ..db.dialect import is_sqlite
 from ..killmails import parse as km
 from ..redact import first_line
 from ..settings import WriterSettings
@@ -39,6 +40,11 @@ from .store import write_rows
 from .tracked import TrackedSet
 
 log = logging.getLogger(__name__)
+
+SQLITE_WRITE_WAIT = 5.0
+"""Longest wait for SQLite's write lock per attempt (the busy timeout of the writer's
+connection): a lock held longer counts as an outage, retried with backoff, so that the
+writer reports it and a shutdown is not held up by SQLite's 30 s default."""
 
 
 class _Flush:
@@ -304,6 +310,7 @@ class Writer:
         delay = self.settings.retry_initial
         while True:
             try:
+                self._bound_lock_wait()
                 work(self.db)
                 if self._down_since is not None:
                     self._database_back()
@@ -337,6 +344,17 @@ class Writer:
                 return False
             self._sleep(delay)
             delay = min(delay * 2, self.settings.retry_max)
+
+    def _bound_lock_wait(self) -> None:
+        """SQLite: wait at most `SQLITE_WRITE_WAIT` seconds for the write lock, and never
+        past the shutdown deadline while stopping."""
+        if not is_sqlite(self.db):
+            return
+        wait = SQLITE_WRITE_WAIT
+        if self._stopping and self._deadline is not None:
+            wait = max(0.05, min(wait, self._deadline - time.monotonic()))
+        self.db.connect(reuse_if_open=True)
+        self.db.execute_sql(f"PRAGMA busy_timeout = {int(wait * 1000)}")
 
     def _database_back(self) -> None:
         assert self._down_since is not None
