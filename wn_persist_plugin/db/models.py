@@ -79,6 +79,8 @@ class Involvement(BaseModel):
         indexes = (
             (("killmail_id", "related_character_id", "character_role"), True),
             (("related_character_id", "kill_time"), False),
+            # migration 0005 names it killmails_character_page: keyset pages
+            (("related_character_id", "kill_time", "killmail_id", "character_role"), False),
             (("solar_system_id", "kill_time"), False),
             (("character_role", "kill_time"), False),
             (("processed_at",), False),
@@ -120,6 +122,7 @@ class StatisticsWatermark(BaseModel):
     changes_since = UTCDateTimeField()
     last_run_at = UTCDateTimeField()
     last_rebuild_at = UTCDateTimeField(null=True)
+    last_run_seconds = DoubleField(null=True)
 
     class Meta:
         table_name = "statistics_watermarks"
@@ -149,7 +152,7 @@ class StatisticsDeletion(BaseModel):
         indexes = ((("character_id", "day"), True), (("marked_at",), False))
 
 
-# --- universe, names and backfill state (migration 0004; enrichment helper) ---------------
+# --- universe, names and backfill state (migration 0004) ------------------------------------
 
 
 class UniverseRegion(BaseModel):

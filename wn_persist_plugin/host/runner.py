@@ -247,6 +247,12 @@ class Host:
             log.debug("pipeline_stats failed: %s", exc)
             return []
 
+    def feed_position(self) -> dict[str, int | None]:
+        """The last sequence handed to the plugins, the feed's latest, the lag between."""
+        latest, current = self.feed.latest, self._handed_over
+        lag = None if latest is None or current is None else max(0, latest - current)
+        return {"last_sequence": current, "latest": latest, "lag": lag, "saved": self._saved}
+
     def progress_line(self) -> str:
         c = self.counters
         stats = self.plugin_stats()

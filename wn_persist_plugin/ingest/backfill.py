@@ -57,8 +57,6 @@ AGGREGATE_WAIT = 300.0
 ZKILL_CHUNK = 100
 """Mails fetched from ESI between two cursor saves in a zKillboard history day."""
 
-SUFFIXES = (".jsonl", ".ndjson", ".json", ".tar.bz2", ".tbz2", ".tar.gz", ".tar")
-
 
 @dataclass(frozen=True)
 class Item:

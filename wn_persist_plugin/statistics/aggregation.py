@@ -490,6 +490,7 @@ def aggregate(
                     part.seconds += shared_seconds  # the shared pass counts in the first
                     shared_seconds = 0.0
                 result.periods.append(part)
+                _record_duration(db, period_type, part.seconds)
                 log.info(
                     "aggregated %s (%s): %d rows written, %d deleted in %.2fs",
                     period_type,
@@ -549,6 +550,15 @@ def _aggregate_period(
             .execute()
         )
         return part
+
+
+def _record_duration(db: Database, period_type: str, seconds: float) -> None:
+    from ..db.models import StatisticsWatermark
+
+    with write_transaction(db):
+        StatisticsWatermark.update(last_run_seconds=seconds).where(
+            StatisticsWatermark.period_type == period_type
+        ).execute()
 
 
 _FINE = "stats_fine"
