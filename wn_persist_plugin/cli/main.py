@@ -176,6 +176,9 @@ def db_status(app: AppContext) -> None:
         ("pending migrations", ", ".join(status.pending) or "none"),
         ("size", _human_bytes(status.size_bytes)),
     ]
+    if status.skipped_sequences is not None:
+        newest = f" (newest: {status.newest_skipped})" if status.newest_skipped else ""
+        lines.append(("skipped sequences", f"{status.skipped_sequences}{newest}"))
     for name, value in lines:
         click.echo(f"{name + ':':<20} {value}")
     click.echo("rows:")

@@ -88,20 +88,41 @@ _KILLMAIL_FILLS = (
     # (counter, column, id column, source table, its key, its value column). Order matters:
     # the region comes from the system first, then the region's name (also for rows that
     # arrived with an id only); the universe tables win over cached ESI names.
-    ("regions_filled", "region_id", "solar_system_id", "universe_systems", "system_id",
-     "region_id"),
-    ("region_names_filled", "region_name", "region_id", "universe_regions", "region_id",
-     "name"),
-    ("system_names_filled", "solar_system_name", "solar_system_id", "universe_systems",
-     "system_id", "name"),
-    ("system_names_filled", "solar_system_name", "solar_system_id", "entity_names",
-     "entity_id", "name"),
-    ("ship_names_filled", "ship_type_name", "ship_type_id", "universe_types", "type_id",
-     "name"),
-    ("ship_names_filled", "ship_type_name", "ship_type_id", "entity_names", "entity_id",
-     "name"),
-    ("character_names_filled", "related_character_name", "related_character_id",
-     "entity_names", "entity_id", "name"),
+    (
+        "regions_filled",
+        "region_id",
+        "solar_system_id",
+        "universe_systems",
+        "system_id",
+        "region_id",
+    ),
+    ("region_names_filled", "region_name", "region_id", "universe_regions", "region_id", "name"),
+    (
+        "system_names_filled",
+        "solar_system_name",
+        "solar_system_id",
+        "universe_systems",
+        "system_id",
+        "name",
+    ),
+    (
+        "system_names_filled",
+        "solar_system_name",
+        "solar_system_id",
+        "entity_names",
+        "entity_id",
+        "name",
+    ),
+    ("ship_names_filled", "ship_type_name", "ship_type_id", "universe_types", "type_id", "name"),
+    ("ship_names_filled", "ship_type_name", "ship_type_id", "entity_names", "entity_id", "name"),
+    (
+        "character_names_filled",
+        "related_character_name",
+        "related_character_id",
+        "entity_names",
+        "entity_id",
+        "name",
+    ),
 )
 
 

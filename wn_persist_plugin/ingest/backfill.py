@@ -242,6 +242,8 @@ class Backfill:
         self.summary.matched += 1
         if mail.total_value is None:
             self.summary.without_value += 1
+        if mail.zkb_warning:
+            log.warning("backfill: killmail %d: %s", mail.killmail_id, mail.zkb_warning)
         if self._batch.add(mail, self.tracked) and len(self._batch) >= ROW_BATCH:
             self.flush()
 
