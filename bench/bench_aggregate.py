@@ -46,6 +46,7 @@ from wn_persist_plugin.enrichment import fill as enrichment  # noqa: E402
 from wn_persist_plugin.enrichment import static_data as universe  # noqa: E402
 from wn_persist_plugin.ingest import rows as involvement  # noqa: E402
 from wn_persist_plugin.ingest import store  # noqa: E402
+from wn_persist_plugin.ingest.tracked import TrackedSet  # noqa: E402
 from wn_persist_plugin.killmails import parse as killmail  # noqa: E402
 from wn_persist_plugin.statistics import aggregation  # noqa: E402
 
@@ -63,7 +64,8 @@ def seed(db) -> int:
         if mail.victim.character_id:
             everyone.add(mail.victim.character_id)
         everyone.update(a.character_id for a in mail.attackers if a.character_id)
-    rows = [r for m in mails for r in involvement.involvement_rows(m, everyone)]
+    tracked = TrackedSet.of_ids(everyone)
+    rows = [r for m in mails for r in involvement.involvement_rows(m, tracked)]
     store.write_rows(db, rows)
     # regions (and names) as the writer's row filler and enrichment fill them in
     universe.import_directory(db, DATA_DIR / "universe")

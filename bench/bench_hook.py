@@ -89,7 +89,7 @@ def main() -> None:
             }
         )
         plugin.on_tracked_characters_updated(characters=[{"character_id": str(c)} for c in tracked])
-        plugin.flush(60)
+        plugin.flush_pending(60)
         hook = plugin.on_kill_processed
         clock = time.perf_counter_ns
         hook_ns = [0] * len(mails)
@@ -128,10 +128,10 @@ def main() -> None:
             pluggy_ns.append(clock() - t0)
         gc.enable()
         flush_start = time.perf_counter()
-        plugin.flush(600)
+        plugin.flush_pending(600)
         drain = time.perf_counter() - flush_start
         plugin.on_shutdown()
-        stats = plugin.stats()
+        stats = plugin.pipeline_stats()
 
     print(
         f"{len(mails)} calls ({args.replays} replays of {len(corpus)} mails), "

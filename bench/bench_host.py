@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import real_envelopes, timed  # noqa: E402
 
 from wn_persist_plugin.hookspecs import hookimpl  # noqa: E402
-from wn_persist_plugin.host.runner import Host, host_settings, make_plugin_manager  # noqa: E402
+from wn_persist_plugin.host.runner import Host, make_plugin_manager  # noqa: E402
 from wn_persist_plugin.settings import load_settings  # noqa: E402
 
 
@@ -45,11 +45,7 @@ def main() -> None:
         environ={"DATABASE_URL": "sqlite:///:memory:", "TRACKED_CHARACTER_IDS": tracked},
         dotenv=Path("/nonexistent/.env"),
     )
-    host = Host(
-        settings,
-        host_settings(settings),
-        plugin_manager=make_plugin_manager([NoOp()], entry_points=False),
-    )
+    host = Host(settings, plugin_manager=make_plugin_manager([NoOp()], entry_points=False))
 
     def decode() -> None:
         for body in bodies:
@@ -88,19 +84,19 @@ def real_plugin(envelopes: list, tracked: str, baseline: float) -> None:
         )
         plugin = PersistencePlugin(environ={}, dotenv=Path("/nonexistent/.env"))
         pm = make_plugin_manager([plugin], entry_points=False)
-        host = Host(settings, host_settings(settings), plugin_manager=pm)
+        host = Host(settings, plugin_manager=pm)
         pm.hook.on_startup(config=host.plugin_config())
         pm.hook.on_tracked_characters_updated(
             characters=[{"character_id": int(i)} for i in tracked.split(",")]
         )
-        plugin.flush(60)
+        plugin.flush_pending(60)
         start = time.perf_counter()
         for n, envelope in enumerate(envelopes):
             host.handle(n, envelope)
         handed = time.perf_counter() - start
-        plugin.flush(600)
+        plugin.flush_pending(600)
         written = time.perf_counter() - start
-        stats = plugin.stats()
+        stats = plugin.pipeline_stats()
         pm.hook.on_shutdown()
     print(
         f"Host.handle (wn-persist plugin, SQLite): {handed / len(envelopes) * 1000:.3f} ms/mail "

@@ -1,7 +1,7 @@
 """Sustained rows per second through the writer, against the raw driver (not a test).
 
 The real corpus with 1,000 tracked characters, replayed with shifted killmail ids. The
-writer's time runs from the first `on_kill_processed` to `flush()` returning: parsing,
+writer's time runs from the first `on_kill_processed` to `flush_pending()` returning: parsing,
 building rows, SQL, transactions, all on its thread. The baseline writes the same rows
 (already built; only turned into driver parameters inside the timing) with the driver's
 `executemany` in one transaction into an identical, empty table.
@@ -32,7 +32,9 @@ from bench_hook import characters, replayed  # noqa: E402
 
 from wn_persist_plugin.db import migrator  # noqa: E402
 from wn_persist_plugin.db.connect import open_database  # noqa: E402
-from wn_persist_plugin.ingest.rows import involvement_rows  # noqa: E402
+from wn_persist_plugin.ingest.match import involves  # noqa: E402
+from wn_persist_plugin.ingest.rows import InvolvementRow, involvement_rows  # noqa: E402
+from wn_persist_plugin.ingest.tracked import TrackedSet  # noqa: E402
 from wn_persist_plugin.killmails import parse as km  # noqa: E402
 from wn_persist_plugin.plugin import PersistencePlugin  # noqa: E402
 
@@ -40,7 +42,7 @@ COLUMNS = KILLMAIL_COLUMNS
 JSON_COLUMNS = {"zkb_data", "victim_data", "attacker_data"}
 
 
-def params(rows: list[dict], sqlite: bool) -> list[tuple]:
+def params(rows: list[InvolvementRow], sqlite: bool) -> list[tuple]:
     """The rows as driver parameters: JSON text, ISK text/Decimal, naive UTC times.
     `processed_at` is the time of the write, as `store.write_rows` stamps it."""
     stamp = dt.datetime.now(dt.UTC)
@@ -48,7 +50,7 @@ def params(rows: list[dict], sqlite: bool) -> list[tuple]:
     for row in rows:
         values = []
         for column in COLUMNS:
-            value = stamp if column == "processed_at" else row[column]
+            value = stamp if column == "processed_at" else getattr(row, column)
             if column in JSON_COLUMNS:
                 value = None if value is None else json.dumps(value)
             elif column in ("kill_time", "processed_at"):
@@ -61,7 +63,7 @@ def params(rows: list[dict], sqlite: bool) -> list[tuple]:
     return out
 
 
-def raw_sqlite(url: str, rows: list[dict]) -> float:
+def raw_sqlite(url: str, rows: list[InvolvementRow]) -> float:
     conn = sqlite3.connect(url[len("sqlite:///") :], isolation_level=None)
     conn.execute("PRAGMA journal_mode=wal")
     conn.execute("PRAGMA synchronous=normal")
@@ -77,7 +79,7 @@ def raw_sqlite(url: str, rows: list[dict]) -> float:
     return elapsed
 
 
-def raw_postgres(url: str, rows: list[dict], values_helper: bool = False) -> float:
+def raw_postgres(url: str, rows: list[InvolvementRow], values_helper: bool = False) -> float:
     import psycopg2
     from psycopg2.extras import execute_values
 
@@ -109,14 +111,14 @@ def through_writer(url: str, tracked: list[int], mails: list[dict]) -> tuple[flo
         }
     )
     plugin.on_tracked_characters_updated(characters=[{"character_id": c} for c in tracked])
-    plugin.flush(60)
+    plugin.flush_pending(60)
     start = time.perf_counter()
     for mail in mails:
         plugin.on_kill_processed(killmail=mail)
-    plugin.flush(600)
+    plugin.flush_pending(600)
     elapsed = time.perf_counter() - start
     plugin.on_shutdown()
-    stats = plugin.stats()
+    stats = plugin.pipeline_stats()
     assert stats.dropped == 0 and stats.write_errors == 0, stats
     return elapsed, stats.rows_written
 
@@ -139,8 +141,8 @@ def main() -> None:
     rng = random.Random(20261128)
     tracked = rng.sample(characters(corpus), 1000)
     ids = frozenset(tracked)
-    mails = [m for m in replayed(corpus, args.replays) if km.involves(m, ids)]
-    rows = [r for m in mails for r in involvement_rows(km.parse(m), ids)]
+    mails = [m for m in replayed(corpus, args.replays) if involves(m, ids)]
+    rows = [r for m in mails for r in involvement_rows(km.parse(m), TrackedSet.of_ids(ids))]
     print(f"{len(mails)} tracked mails, {len(rows)} rows ({args.replays} replays)")
 
     worst = float("inf")

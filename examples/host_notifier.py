@@ -1,5 +1,7 @@
 """A minimal host notifier: loads plugins through pluggy entry points, pushes a tracked
-list, replays killmails from a JSONL file through `on_kill_processed`, and shuts down.
+list, replays killmails from a JSONL file through `on_kill_processed`, waits for them to
+be written (`flush_pending`), shuts down and prints each plugin's `pipeline_stats`.
+Every call to a plugin goes through `pm.hook`.
 
     python examples/host_notifier.py --killmails mails.jsonl --track 2123019188,95465499 \
         [--track-file tracked.json] [--database-url sqlite:///wn_persist.db]
@@ -58,11 +60,16 @@ def main(argv: list[str] | None = None) -> int:
         for line in fh:
             if line.strip():
                 pm.hook.on_kill_processed(killmail=json.loads(line))
+    # Each plugin answers True once everything handed over is written (False: not in time).
+    if not all(pm.hook.flush_pending(timeout=120.0)):
+        logging.warning("a plugin did not write everything within 120 s")
     pm.hook.on_shutdown()
 
     for name, plugin in pm.list_name_plugin():
-        if hasattr(plugin, "stats"):
-            print(json.dumps({"plugin": name, **plugin.stats().as_dict()}))
+        # The hook of this one plugin: pluggy calls it without the others.
+        others = [p for p in pm.get_plugins() if p is not plugin]
+        for stats in pm.subset_hook_caller("pipeline_stats", remove_plugins=others)():
+            print(json.dumps({"plugin": name, **stats.as_dict()}))
     return 0
 
 

@@ -5,7 +5,7 @@ credits the way zKillboard does: every tracked attacker gets the kill and the fu
 a character counts once per mail and role. The tests compare it with the database.
 
 Also: small builders for synthetic killmails and for storing mails the way the pipeline
-does (`involvement.involvement_rows` + `store.write_rows`).
+does (`rows.involvement_rows` + `store.write_rows`).
 """
 
 from __future__ import annotations
@@ -210,12 +210,14 @@ def store_envelopes(
     """Store mails as the pipeline does; returns the number of involvement rows."""
     from wn_persist_plugin.ingest import rows as involvement
     from wn_persist_plugin.ingest import store
+    from wn_persist_plugin.ingest.tracked import TrackedSet
     from wn_persist_plugin.killmails import parse as killmail
 
-    rows: list[dict[str, Any]] = []
+    characters = TrackedSet.of_ids({cid: name_of(cid) if name_of else None for cid in tracked})
+    rows: list[involvement.InvolvementRow] = []
     for raw in envelopes:
         mail = killmail.parse(raw)
-        rows.extend(involvement.involvement_rows(mail, tracked, name_of))
+        rows.extend(involvement.involvement_rows(mail, characters))
     result = store.write_rows(db, rows, now=processed_at)
     assert not result.failed, result.failed[:3]
     return len(rows)

@@ -23,6 +23,7 @@ from wn_persist_plugin.ingest.backfill import (
 )
 from wn_persist_plugin.ingest.rows import involvement_rows
 from wn_persist_plugin.ingest.store import write_rows
+from wn_persist_plugin.ingest.tracked import TrackedSet
 from wn_persist_plugin.killmails.parse import parse
 from wn_persist_plugin.sources.zkill_history import ZkillHistoryClient
 
@@ -196,7 +197,8 @@ def test_backfill_overlapping_the_live_feed(db, real_envelopes, tmp_path):
     tracked = set(characters(with_values)[::3])
     live_first, backfill_first = with_values[:20], with_values[20:]
     # Live feed first (with values), then the archive (no values): nothing doubled or lost.
-    rows = [r for e in live_first for r in involvement_rows(parse(e), tracked)]
+    live = TrackedSet.of_ids(tracked)
+    rows = [r for e in live_first for r in involvement_rows(parse(e), live)]
     write_rows(db, rows)
     values = dict(Involvement.select(Involvement.id, Involvement.total_value).tuples())
     archive = write_archive(tmp_path / "a.tar.bz2", with_values)
@@ -205,7 +207,7 @@ def test_backfill_overlapping_the_live_feed(db, real_envelopes, tmp_path):
     for row_id, value in values.items():
         assert Involvement.get_by_id(row_id).total_value == value  # never the reverse
     # Backfilled without value, then the live feed brings the value: filled in.
-    late = [r for e in backfill_first for r in involvement_rows(parse(e), tracked)]
+    late = [r for e in backfill_first for r in involvement_rows(parse(e), live)]
     unpriced = Involvement.select().where(Involvement.total_value.is_null())
     before = {r.id: r.processed_at for r in unpriced}
     assert before

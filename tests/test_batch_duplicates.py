@@ -10,16 +10,17 @@ import pytest
 from reference_stats import envelope
 
 from wn_persist_plugin.db.models import Involvement
-from wn_persist_plugin.ingest.rows import involvement_rows
+from wn_persist_plugin.ingest.rows import InvolvementRow, involvement_rows
 from wn_persist_plugin.ingest.store import write_rows
+from wn_persist_plugin.ingest.tracked import TrackedSet
 from wn_persist_plugin.killmails import parse as km
 
 TRACKED = 9001
 
 
-def rows(killmail_id: int, value=None) -> list[dict]:
+def rows(killmail_id: int, value=None) -> list[InvolvementRow]:
     mail = envelope(killmail_id, "2026-11-01T10:00:00Z", victim=1, attackers=[TRACKED], value=value)
-    return involvement_rows(km.parse(mail), {TRACKED})
+    return involvement_rows(km.parse(mail), TrackedSet.of_ids([TRACKED]))
 
 
 @pytest.mark.parametrize("value_first", [False, True])

@@ -22,6 +22,7 @@ from wn_persist_plugin.enrichment.fill import (
 from wn_persist_plugin.errors import ConfigError
 from wn_persist_plugin.ingest.rows import involvement_rows
 from wn_persist_plugin.ingest.store import write_rows
+from wn_persist_plugin.ingest.tracked import TrackedSet
 from wn_persist_plugin.killmails.parse import parse
 from wn_persist_plugin.settings import Settings, load_settings
 
@@ -44,7 +45,7 @@ def tracked_ids(envelopes) -> set[int]:
 def store_live(db, envelopes, tracked) -> int:
     rows = []
     for env in envelopes:
-        rows.extend(involvement_rows(parse(env), tracked))
+        rows.extend(involvement_rows(parse(env), TrackedSet.of_ids(tracked)))
     result = write_rows(db, rows, now=LONG_AGO)
     assert not result.failed
     return len(rows)
@@ -207,17 +208,18 @@ def settings_of(values: dict[str, str]) -> Settings:
 
 
 def test_row_filler_fills_rows_before_the_write(db, real_envelopes, real_data_dir, sde_regions):
-    tracked = tracked_ids(real_envelopes)
+    tracked = TrackedSet.of_ids(tracked_ids(real_envelopes))
     rows = [r for e in real_envelopes for r in involvement_rows(parse(e), tracked)]
     filler = RowFiller(db, refresh=dt.timedelta(0))
     filler(rows)  # no universe tables yet: nothing to fill, nothing breaks
-    assert all(r["region_id"] is None for r in rows)
+    assert all(r.region_id is None for r in rows)
     universe.import_directory(db, real_data_dir / "universe")
     filler(rows)
     for row in rows:
-        assert (row["region_id"], row["region_name"]) == sde_regions[row["solar_system_id"]]
-        assert row["solar_system_name"]
-    assert sum(1 for r in rows if r["ship_type_name"]) > len(rows) // 2
+        assert row.solar_system_id is not None
+        assert (row.region_id, row.region_name) == sde_regions[row.solar_system_id]
+        assert row.solar_system_name
+    assert sum(1 for r in rows if r.ship_type_name) > len(rows) // 2
     write_rows(db, rows)
     assert fill_from_tables(db).regions_filled == 0  # already complete when written
 

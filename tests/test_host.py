@@ -16,6 +16,7 @@ from wn_persist_plugin.cli import main
 from wn_persist_plugin.errors import ConfigError
 from wn_persist_plugin.hookspecs import hookimpl
 from wn_persist_plugin.host.runner import Host, feed_state, make_plugin_manager
+from wn_persist_plugin.ingest.counters import PipelineStats
 from wn_persist_plugin.settings import HostSettings
 
 FIRST = 90_000_000
@@ -257,7 +258,7 @@ def test_position_is_saved_only_after_the_plugin_confirms(db, db_url, mails, tra
 
 
 class QueueingPlugin(RecordingPlugin):
-    """Reports a queue that only `flush()` empties, like a background writer."""
+    """Reports a queue that only `flush_pending` empties, like a background writer."""
 
     def __init__(self) -> None:
         super().__init__(flush_result=True)
@@ -270,13 +271,15 @@ class QueueingPlugin(RecordingPlugin):
         self.queue += 1
         self.max_seen = max(self.max_seen, self.queue)
 
-    def flush(self, timeout):
+    @hookimpl
+    def flush_pending(self, timeout):
         self.flushes += 1
         self.queue = 0
         return True
 
-    def stats(self):
-        return {"queued": self.queue, "rows_written": 0, "lost": 0}
+    @hookimpl
+    def pipeline_stats(self):
+        return PipelineStats(queued=self.queue)
 
 
 def test_backpressure_pauses_the_feed_until_the_queue_is_written(db, db_url, mails, tracked):
@@ -304,9 +307,9 @@ class DroppingPlugin(RecordingPlugin):
         super().__init__(flush_result=True)
         self.drop_after = drop_after
 
-    def stats(self):
-        dropped = 1 if len(self.sequences()) > self.drop_after else 0
-        return {"queued": 0, "dropped": dropped, "lost": 0}
+    @hookimpl
+    def pipeline_stats(self):
+        return PipelineStats(dropped=1 if len(self.sequences()) > self.drop_after else 0)
 
 
 def test_dropped_mails_keep_the_position_for_a_rereading_restart(
@@ -330,23 +333,29 @@ def test_dropped_mails_keep_the_position_for_a_rereading_restart(
     assert caplog.text.count("a plugin gave up 1 mails") == 1
 
 
-def test_stats_from_a_dataclass_in_the_progress_line(db_url):
-    import dataclasses
-
-    @dataclasses.dataclass
-    class Stats:
-        queued: int = 3
-        rows_written: int = 17
-        dropped: int = 0
-
+def test_progress_line_reads_the_pipeline_stats_hook(db_url):
     class WithStats:
-        def stats(self):
-            return Stats()
+        def __init__(self, queued: int, rows_written: int) -> None:
+            self.stats = PipelineStats(queued=queued, rows_written=rows_written)
+
+        @hookimpl
+        def pipeline_stats(self):
+            return self.stats
+
+    class WithoutStats:
+        @hookimpl
+        def pipeline_stats(self):
+            return None
 
     settings = settings_for(db_url, TRACKED_CHARACTER_IDS="5")
-    host = Host(settings, plugin_manager=make_plugin_manager([WithStats()], entry_points=False))
-    line = host.progress_line()
-    assert "stored=17 " in line and "queue=3 " in line and "dropped" not in line
+
+    def line_for(*plugins: object) -> str:
+        pm = make_plugin_manager(plugins, entry_points=False)
+        return Host(settings, plugin_manager=pm).progress_line()
+
+    line = line_for(WithStats(3, 17), WithStats(1, 4), WithoutStats())
+    assert "stored=21 " in line and "queue=3 " in line and "dropped" not in line
+    assert "stored=? " in line_for(WithoutStats()) and "queue=? " in line_for()
 
 
 def test_progress_line(db, db_url, mails, tracked, caplog):

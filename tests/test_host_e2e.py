@@ -109,7 +109,7 @@ def test_run_stores_exactly_the_expected_involvements(db, db_url, selection, tra
     expected = expected_rows(selection, set(tracked))
     assert stored_rows(db) == expected
     assert untracked not in {cid for _, cid, _ in stored_rows(db)}
-    stats = persist.stats()
+    stats = persist.pipeline_stats()
     assert stats.rows_written == len(expected) and stats.dropped == 0 and stats.lost == 0
     assert result.counters.matched == stats.matched == len({k for k, _, _ in expected})
     assert feed_state.load_sequence(db) == FIRST + 42
@@ -195,11 +195,11 @@ def test_backpressure_keeps_a_small_queue_from_dropping(backend, db, db_url, sel
             wait_for(lambda: FakeR2Z2.path(FIRST + 1) in feed.paths(), what="the first mail")
             with writes_blocked(backend, db_url):
                 feed.publish(FIRST + 42)
-                wait_for(lambda: persist.stats().queued >= 3, what="a queue")
+                wait_for(lambda: persist.pipeline_stats().queued >= 3, what="a queue")
                 time.sleep(2.5)  # unpaused, 20 requests/s would have read all 42 by now
-                assert persist.stats().queued <= 5
+                assert persist.pipeline_stats().queued <= 5
                 assert len(feed.served()) <= 1 + 3 + 2  # the feed is paused
             wait_for(lambda: FakeR2Z2.path(FIRST + 43) in feed.paths(), what="the head")
             run.stop()
-    assert persist.stats().dropped == 0
+    assert persist.pipeline_stats().dropped == 0
     assert stored_rows(db) == expected_rows(selection, set(tracked))

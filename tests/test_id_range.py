@@ -3,6 +3,7 @@ never a failure of the other mails of a batch or of the rest of the tracked list
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import pytest
@@ -67,12 +68,14 @@ def test_one_out_of_range_mail_never_loses_its_writer_batch(db, caplog):
 
 
 def test_a_row_the_column_cannot_hold_fails_alone(db):
-    rows = involvement_rows(km.parse(envelope(1)), {TRACKED}) + involvement_rows(
-        km.parse(envelope(2)), {TRACKED}
+    tracked = TrackedSet.of_ids([TRACKED])
+    rows = involvement_rows(km.parse(envelope(1)), tracked) + involvement_rows(
+        km.parse(envelope(2)), tracked
     )
-    rows[0] = dict(rows[0], ship_type_id=2**63)  # past the parser, e.g. a host's own rows
+    # Past the parser, e.g. a host's own rows:
+    rows[0] = dataclasses.replace(rows[0], ship_type_id=2**63)
     result = write_rows(db, rows)
-    assert [row["killmail_id"] for row, _ in result.failed] == [1]
+    assert [row.killmail_id for row, _ in result.failed] == [1]
     assert Involvement.select().where(Involvement.killmail_id == 2).count() == 1
 
 

@@ -9,6 +9,8 @@ from decimal import Decimal
 
 import pytest
 
+from wn_persist_plugin.ingest.match import involves, match
+from wn_persist_plugin.ingest.tracked import TrackedSet
 from wn_persist_plugin.killmails import parse as km
 
 UTC = dt.UTC
@@ -103,10 +105,13 @@ def test_every_envelope_shape_parses_to_the_same_mail(shape):
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 def test_cheap_filter_agrees_on_every_shape(shape):
     envelope = SHAPES[shape]()
-    assert km.involves(envelope, {90000003})
-    assert km.involves(envelope, {90000001})
-    assert not km.involves(envelope, {1, 2, 3})
+    assert involves(envelope, {90000003})
+    assert involves(envelope, {90000001})
+    assert not involves(envelope, {1, 2, 3})
     assert km.killmail_id_of(envelope) == 131126432
+    matched = match(envelope, TrackedSet.of_ids([90000003]))
+    assert matched is not None and matched.killmail_id == 131126432
+    assert match(envelope, TrackedSet.of_ids([1, 2, 3])) is None
 
 
 def test_names_are_used_when_present():
@@ -123,8 +128,8 @@ def test_string_ids_compare_as_integers():
     esi = esi_mail()
     esi["victim"]["character_id"] = "90000001"
     esi["attackers"][0]["character_id"] = " 90000002 "
-    assert km.involves(esi, frozenset({90000002}))
-    assert km.involves(esi, frozenset({90000001}))
+    assert involves(esi, frozenset({90000002}))
+    assert involves(esi, frozenset({90000001}))
     mail = km.parse(esi)
     assert mail.victim.character_id == 90000001
     assert mail.attackers[0].character_id == 90000002
@@ -177,8 +182,10 @@ MALFORMED = {
 def test_malformed_structure_raises_with_the_id(case):
     envelope, killmail_id = MALFORMED[case]
     with pytest.raises(km.MalformedKillmail) as err:
-        km.involves(envelope, frozenset({1}))
+        involves(envelope, frozenset({1}))
     assert err.value.killmail_id == killmail_id
+    with pytest.raises(km.MalformedKillmail):
+        match(envelope, TrackedSet.of_ids([1]))
     with pytest.raises(km.MalformedKillmail):
         km.parse(envelope)
 
@@ -196,8 +203,8 @@ def test_real_corpus_parses_and_filter_matches_parse(real_envelopes):
         mail = km.parse(envelope)
         ids = {p.character_id for p in (mail.victim, *mail.attackers) if p.character_id}
         some = set(list(ids)[:1])
-        assert km.involves(envelope, some) == bool(some)
-        assert not km.involves(envelope, {1})
+        assert involves(envelope, some) == bool(some)
+        assert not involves(envelope, {1})
         assert mail.total_value is None or envelope["zkb"] is not None
 
 

@@ -86,7 +86,7 @@ def test_disabled_plugin_is_inert(db_url, caplog):
     host.stop()
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["wn-persist: persistence disabled (ENABLE_PERSISTENCE is false)"]
-    assert host.plugin.stats().seen == 0
+    assert host.plugin.pipeline_stats().seen == 0
 
 
 @pytest.mark.parametrize(
@@ -120,10 +120,10 @@ def test_real_corpus_stores_every_tracked_involvement(db, db_url, real_envelopes
         ]
     )
     host.kill(*real_envelopes)
-    assert host.plugin.flush(60)
+    assert host.plugin.flush_pending(60)
     want = expected_keys(real_envelopes, set(tracked))
     assert stored_keys() == want
-    stats = host.plugin.stats()
+    stats = host.plugin.pipeline_stats()
     matched = sum(1 for e in real_envelopes if expected_keys([e], set(tracked)))
     assert (stats.seen, stats.matched, stats.ignored) == (
         len(real_envelopes),
@@ -151,17 +151,17 @@ def test_redelivery_changes_nothing_and_a_later_value_fills_in(db, db_url, real_
     host.track([{"character_id": c} for c in tracked])
     first = with_zkb[0]
     host.kill(dict(first, zkb=None))  # first delivered without a value (an ESI-only source)
-    host.plugin.flush(30)
+    host.plugin.flush_pending(30)
     assert {r.total_value for r in Involvement.select()} <= {None}
     host.kill(*with_zkb)
-    host.plugin.flush(30)
+    host.plugin.flush_pending(30)
     before = {
         (r.killmail_id, r.related_character_id, r.character_role): (r.total_value, r.processed_at)
         for r in Involvement.select()
     }
     assert all(value is not None for value, _ in before.values())
     host.kill(*with_zkb, *with_zkb)
-    host.plugin.flush(30)
+    host.plugin.flush_pending(30)
     after = {
         (r.killmail_id, r.related_character_id, r.character_role): (r.total_value, r.processed_at)
         for r in Involvement.select()
@@ -190,7 +190,7 @@ def test_every_envelope_shape_through_the_hook(db, db_url):
                     if key in part:
                         part[key] = killmail_id
         host.kill(envelope)
-    host.plugin.flush(30)
+    host.plugin.flush_pending(30)
     rows = {r.killmail_id: r for r in Involvement.select()}
     assert sorted(rows) == list(range(1000, 1000 + len(SHAPES)))
     for row in rows.values():
@@ -223,8 +223,8 @@ def test_malformed_mails_are_counted_logged_and_never_raised(db, db_url, caplog)
         bad_time,  # matched on arrival, refused by the parser on the writer thread
         good,
     )
-    assert host.plugin.flush(30)
-    stats = host.plugin.stats()
+    assert host.plugin.flush_pending(30)
+    stats = host.plugin.pipeline_stats()
     assert stats.malformed == 7
     assert stats.seen == 8 and stats.errors == 0
     assert [r.killmail_id for r in Involvement.select()] == [131126432]
@@ -242,7 +242,7 @@ def test_startup_loads_tracked_characters_from_the_table(db, db_url, real_envelo
     second = Host(db_url)  # no tracked list pushed this time
     assert second.plugin.tracked.ids == frozenset(tracked)
     second.kill(*real_envelopes)
-    second.plugin.flush(60)
+    second.plugin.flush_pending(60)
     assert stored_keys() == expected_keys(real_envelopes, set(tracked))
     second.stop()
 
@@ -252,10 +252,10 @@ def test_two_instances_in_one_process_are_independent(db, db_url):
     one.track([{"character_id": 90000002}])
     two.track([{"character_id": 90000001}])
     one.kill(SHAPES["r2z2"]())
-    one.plugin.flush(30)
-    two.plugin.flush(30)
+    one.plugin.flush_pending(30)
+    two.plugin.flush_pending(30)
     assert stored_keys() == {(131126432, 90000002, "attacker")}
-    assert two.plugin.stats().seen == 0 and one.plugin.stats().matched == 1
+    assert two.plugin.pipeline_stats().seen == 0 and one.plugin.pipeline_stats().matched == 1
     one.stop()
     two.kill(SHAPES["r2z2"]())
     two.stop()
@@ -272,7 +272,7 @@ def test_a_list_with_no_usable_entry_keeps_the_previous_one(db, db_url, caplog):
     assert host.plugin.tracked.ids == frozenset()
     host.kill(SHAPES["r2z2"]())
     host.stop()
-    assert host.plugin.stats().ignored == 1
+    assert host.plugin.pipeline_stats().ignored == 1
     assert TrackedCharacter.select().where(TrackedCharacter.tracked).count() == 0
 
 
@@ -287,8 +287,8 @@ def test_host_calling_from_several_threads(db, db_url, real_envelopes):
         thread.start()
     for thread in threads:
         thread.join()
-    assert host.plugin.flush(60)
-    stats = host.plugin.stats()
+    assert host.plugin.flush_pending(60)
+    stats = host.plugin.pipeline_stats()
     matched = sum(1 for e in real_envelopes if expected_keys([e], set(tracked)))
     assert (stats.seen, stats.matched) == (4 * len(real_envelopes), 4 * matched)
     assert stats.mails_written == 4 * matched and stats.dropped == 0

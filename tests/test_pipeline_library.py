@@ -96,3 +96,14 @@ def test_real_corpus_round_trip(db, real_envelopes):
         (row,) = get_character_killmails(character)
         assert row.killmail_id == 131126432 and row.attacker_count == 3753
         assert row.attacker_data["character_id"] == character
+
+
+def test_regions_and_names_are_filled_as_on_every_ingest_path(db, real_data_dir):
+    from wn_persist_plugin.enrichment import static_data as universe
+
+    universe.import_directory(db, real_data_dir / "universe")
+    mail = mail_at(11, "2025-01-01T00:00:00Z")
+    assert maybe_persist_killmail(mail, tracked=[90000002]).stored
+    row = Involvement.get()
+    assert row.solar_system_id == mail["esi"]["solar_system_id"]
+    assert row.region_id is not None and row.region_name and row.solar_system_name

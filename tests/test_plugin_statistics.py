@@ -26,7 +26,7 @@ def test_scheduler_lives_with_the_plugin_and_aggregates_stored_mails(
         tracked = sample_characters(real_envelopes, 300)
         host.track([{"character_id": c} for c in tracked])
         host.kill(*real_envelopes)
-        assert host.plugin.flush(60)
+        assert host.plugin.flush_pending(60)
         assert Involvement.select().count() > 0
         report = scheduler.run_now()
         assert report.ok, report.error

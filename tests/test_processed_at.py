@@ -3,6 +3,7 @@ the row was built: buffered or retried rows still reach the next incremental run
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 from reference_stats import envelope
@@ -10,7 +11,8 @@ from reference_stats import envelope
 from wn_persist_plugin.db.models import Involvement, KillmailStatistics
 from wn_persist_plugin.ingest import store
 from wn_persist_plugin.ingest.backfill import Backfill, Item
-from wn_persist_plugin.ingest.rows import involvement_rows
+from wn_persist_plugin.ingest.rows import InvolvementRow, involvement_rows
+from wn_persist_plugin.ingest.tracked import TrackedSet
 from wn_persist_plugin.killmails import parse as km
 from wn_persist_plugin.statistics.aggregation import aggregate
 
@@ -18,20 +20,22 @@ UTC = dt.UTC
 TRACKED = 9001
 
 
-def test_write_stamps_processed_at_whatever_the_row_carries(db):
+def test_write_stamps_processed_at_rows_cannot_carry_one(db):
     rows = involvement_rows(
-        km.parse(envelope(1, "2026-11-01T10:00:00Z", attackers=[TRACKED])), {TRACKED}
+        km.parse(envelope(1, "2026-11-01T10:00:00Z", attackers=[TRACKED])),
+        TrackedSet.of_ids([TRACKED]),
     )
-    old = dt.datetime(2000, 1, 1, tzinfo=UTC)
+    assert "processed_at" not in {f.name for f in dataclasses.fields(InvolvementRow)}
     before = dt.datetime.now(UTC).replace(microsecond=0)
-    assert not store.write_rows(db, [dict(r, processed_at=old) for r in rows]).failed
+    assert not store.write_rows(db, rows).failed
     stamps = [r.processed_at for r in Involvement.select()]
     assert stamps and all(before <= s <= dt.datetime.now(UTC) for s in stamps)
 
 
 def test_write_uses_the_given_time(db):
     rows = involvement_rows(
-        km.parse(envelope(1, "2026-11-01T10:00:00Z", attackers=[TRACKED])), {TRACKED}
+        km.parse(envelope(1, "2026-11-01T10:00:00Z", attackers=[TRACKED])),
+        TrackedSet.of_ids([TRACKED]),
     )
     fixed = dt.datetime(2026, 11, 2, 3, 4, 5, tzinfo=UTC)
     store.write_rows(db, rows, now=fixed)
@@ -40,7 +44,7 @@ def test_write_uses_the_given_time(db):
 
 def test_rows_committed_long_after_they_were_built_are_aggregated(db, monkeypatch):
     t0 = dt.datetime.now(UTC)
-    backfill = Backfill(db, {TRACKED})
+    backfill = Backfill(db, TrackedSet.of_ids([TRACKED]))
     backfill.feed(Item("f", "line 1", envelope(1, "2026-11-01T10:00:00Z", attackers=[TRACKED])))
     assert Involvement.select().count() == 0  # still in the backfill's buffer
     aggregate(db, now=t0 + dt.timedelta(hours=2))  # a scheduled run meanwhile

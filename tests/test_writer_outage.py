@@ -131,25 +131,25 @@ def fed_in_a_thread(host: Host, batch: list[dict]) -> None:
 def test_full_queue_drops_newest_and_shutdown_writes_everything_queued(backend, fresh_url, caplog):
     host = Host(fresh_url, PERSISTENCE_QUEUE_SIZE="20")
     host.track([{"character_id": TRACKED}])
-    assert host.plugin.flush(30)
+    assert host.plugin.flush_pending(30)
     batch = mails(60)
     with writes_blocked(backend, fresh_url):
         fed_in_a_thread(host, batch)
-        stats = host.plugin.stats()
+        stats = host.plugin.pipeline_stats()
         accepted = stats.matched - stats.dropped
         assert stats.matched == 60 and stats.dropped > 0
         assert accepted >= 20  # the queue was full: 20 waiting (+ the batch in flight)
         warnings = [r.getMessage() for r in caplog.records if "queue full" in r.getMessage()]
         assert len(warnings) == 1  # rate-limited: once a minute, not once per mail
         assert "dropped killmail" in warnings[0]
-        wait_for(lambda: host.plugin.stats().queued == accepted, timeout=10)
+        wait_for(lambda: host.plugin.pipeline_stats().queued == accepted, timeout=10)
         # Shut down while the database is still locked; the lock goes away meanwhile.
         stopper = threading.Thread(target=host.stop)
         stopper.start()
         time.sleep(0.5)
     stopper.join(60)
     assert not stopper.is_alive()
-    stats = host.plugin.stats()
+    stats = host.plugin.pipeline_stats()
     assert stats.lost == 0 and stats.mails_written == accepted
     # Every accepted mail is stored; drop-newest keeps the first ones.
     stored = set(stored_ids(fresh_url))
@@ -162,13 +162,13 @@ def test_database_goes_away_and_comes_back_nothing_lost(backend, fresh_url):
     host = Host(fresh_url)
     host.track([{"character_id": TRACKED}])
     host.kill(*mails(5))
-    assert host.plugin.flush(30)
+    assert host.plugin.flush_pending(30)
     with database_gone(backend, fresh_url):
         fed_in_a_thread(host, mails(30, start=6))
-        wait_for(lambda: host.plugin.stats().retries >= 2)
-        assert host.plugin.stats().queued > 0
-    assert host.plugin.flush(60)
-    stats = host.plugin.stats()
+        wait_for(lambda: host.plugin.pipeline_stats().retries >= 2)
+        assert host.plugin.pipeline_stats().queued > 0
+    assert host.plugin.flush_pending(60)
+    stats = host.plugin.pipeline_stats()
     assert (stats.dropped, stats.lost, stats.write_errors) == (0, 0, 0)
     assert sorted(stored_ids(fresh_url)) == list(range(1, 36))
     host.kill(*mails(2, start=36))  # and it keeps working afterwards
@@ -190,7 +190,7 @@ def test_unreachable_at_startup_retries_in_the_background(backend, fresh_url, tm
         assert host.plugin.active
         host.track([{"character_id": TRACKED}])
         host.kill(*mails(10))
-        wait_for(lambda: host.plugin.stats().retries >= 1)
+        wait_for(lambda: host.plugin.pipeline_stats().retries >= 1)
         assert "unreachable at startup" in caplog.text
     finally:
         if backend == "sqlite":
@@ -199,22 +199,22 @@ def test_unreachable_at_startup_retries_in_the_background(backend, fresh_url, tm
             admin = pg_admin()
             admin.cursor().execute(f'ALTER DATABASE "{pg_name(url)}" ALLOW_CONNECTIONS true')
             admin.close()
-    assert host.plugin.flush(60)
+    assert host.plugin.flush_pending(60)
     assert sorted(stored_ids(url)) == list(range(1, 11))
     host.stop()
-    assert host.plugin.stats().lost == 0
+    assert host.plugin.pipeline_stats().lost == 0
 
 
 @pytest.mark.usefixtures("short_busy_timeout")
 def test_shutdown_gives_up_after_the_timeout_and_says_what_was_lost(backend, fresh_url, caplog):
     host = Host(fresh_url, PERSISTENCE_SHUTDOWN_TIMEOUT="1")
     host.track([{"character_id": TRACKED}])
-    assert host.plugin.flush(30)
+    assert host.plugin.flush_pending(30)
     with database_gone(backend, fresh_url):
         host.kill(*mails(3))
-        wait_for(lambda: host.plugin.stats().retries >= 1)
+        wait_for(lambda: host.plugin.pipeline_stats().retries >= 1)
         host.stop()
-    stats = host.plugin.stats()
+    stats = host.plugin.pipeline_stats()
     assert stats.lost == 3
     assert "gave up" in caplog.text or "not written" in caplog.text
     assert stored_ids(fresh_url) == []
@@ -225,13 +225,13 @@ def test_pooled_postgres_recovers_too(backend, fresh_url):
     host = Host(fresh_url, POSTGRES_POOL_SIZE="2")
     host.track([{"character_id": TRACKED}])
     host.kill(*mails(5))
-    assert host.plugin.flush(30)
+    assert host.plugin.flush_pending(30)
     with database_gone(backend, fresh_url):
         fed_in_a_thread(host, mails(10, start=6))
-        wait_for(lambda: host.plugin.stats().retries >= 2)
-    assert host.plugin.flush(60)
+        wait_for(lambda: host.plugin.pipeline_stats().retries >= 2)
+    assert host.plugin.flush_pending(60)
     host.stop()
-    assert host.plugin.stats().lost == 0
+    assert host.plugin.pipeline_stats().lost == 0
     assert sorted(stored_ids(fresh_url)) == list(range(1, 16))
 
 
@@ -240,5 +240,5 @@ def test_zero_shutdown_timeout_still_writes_a_healthy_queue(backend, fresh_url):
     host.track([{"character_id": TRACKED}])
     host.kill(*mails(200))
     host.stop()  # the timeout bounds retrying an unreachable database, nothing else
-    assert host.plugin.stats().lost == 0
+    assert host.plugin.pipeline_stats().lost == 0
     assert sorted(stored_ids(fresh_url)) == list(range(1, 201))

@@ -2,30 +2,33 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 
 from test_killmail import esi_mail
 
 from wn_persist_plugin.db.models import Involvement
-from wn_persist_plugin.ingest.rows import involvement_rows
+from wn_persist_plugin.ingest.rows import InvolvementRow, involvement_rows
 from wn_persist_plugin.ingest.store import write_rows
+from wn_persist_plugin.ingest.tracked import TrackedSet
 from wn_persist_plugin.killmails import parse as km
 
 
-def rows_for(killmail_id: int) -> list[dict]:
+def rows_for(killmail_id: int) -> list[InvolvementRow]:
     mail = km.parse(dict(esi_mail(killmail_id=killmail_id), zkb={"totalValue": 12.345}))
-    return involvement_rows(mail, {90000001, 90000002})
+    return involvement_rows(mail, TrackedSet.of_ids({90000001, 90000002}))
 
 
 def test_one_bad_row_never_loses_the_rest(db):
     rows = rows_for(1) + rows_for(2) + rows_for(3)
-    naive = dict(rows[2], kill_time=dt.datetime(2025, 1, 1))  # refused by the column
-    missing = dict(rows[4], related_character_id=None)  # NOT NULL violated in the database
+    naive = dataclasses.replace(rows[2], kill_time=dt.datetime(2025, 1, 1))  # refused by the column
+    # NOT NULL violated in the database:
+    missing = dataclasses.replace(rows[4], related_character_id=None)
     batch = [rows[0], rows[1], naive, rows[3], missing, rows[5]]
     result = write_rows(db, batch)
     assert result.rows == 6
-    assert [row["killmail_id"] for row, _ in result.failed] == [2, 3]
+    assert [row.killmail_id for row, _ in result.failed] == [2, 3]
     assert all(reason for _, reason in result.failed)
     stored = set(
         Involvement.select(Involvement.killmail_id, Involvement.character_role).tuples().execute(db)

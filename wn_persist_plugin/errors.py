@@ -8,7 +8,9 @@
     ├── UniverseImportError    static data files missing or unreadable
     ├── QueryError             a question about the history that has no answer
     │   ├── UnknownPeriod      not daily, weekly or monthly
-    │   └── UnknownCharacter   no tracked character or statistics by that id or name
+    │   ├── UnknownCharacter   no tracked character or statistics by that id or name
+    │   ├── UnknownKillmail    no stored involvement of that killmail
+    │   └── InvalidParameter   a query parameter out of its domain (names the parameter)
     └── SourceError            an outside service gave no usable answer (`status`: HTTP)
         ├── SourceNotFound     404: what was asked for is not there (a history day, ...)
         ├── SourceUnavailable  down, too slow, or asks us to wait too long: try later
@@ -86,6 +88,23 @@ class UnknownCharacter(QueryError, LookupError):
     def __init__(self, text: str, detail: str = "no tracked character or statistics") -> None:
         self.text = text
         super().__init__(f"unknown character {text!r}: {detail}")
+
+
+class UnknownKillmail(QueryError, LookupError):
+    """No stored involvement of this killmail."""
+
+    def __init__(self, killmail_id: int) -> None:
+        self.killmail_id = killmail_id
+        super().__init__(f"unknown killmail {killmail_id}: not stored")
+
+
+class InvalidParameter(QueryError, ValueError):
+    """A query parameter is outside its domain; `parameter` names it."""
+
+    def __init__(self, parameter: str, problem: str) -> None:
+        self.parameter = parameter
+        self.problem = problem
+        super().__init__(f"{parameter}: {problem}")
 
 
 class SourceError(WnPersistError):

@@ -7,7 +7,10 @@ Project name `wanderer_notifier`. A host does:
     pm.load_setuptools_entrypoints("wanderer_notifier")
     pm.hook.on_startup(config={...})
 
-Every hook is called with keyword arguments only, as pluggy requires.
+Every hook is called with keyword arguments only, as pluggy requires, and returns the
+list of the non-None answers of the plugins that implement it. These are everything a
+host calls on a plugin; docs/hooks.md describes each (a test keeps the two in step).
+Specifications have no body (pluggy never runs it), hence the `empty-body` notes for mypy.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pluggy
+
+from .ingest.counters import PipelineStats
 
 PROJECT_NAME = "wanderer_notifier"
 
@@ -31,7 +36,7 @@ def on_startup(config: Mapping[str, Any]) -> None:
     `ENABLE_PERSISTENCE`, `DATABASE_URL`) to values; they override the environment and
     `.env`. A plugin opens its resources here, or stays inert when it is disabled.
     A plugin may raise here (and only here) when a setting is bad; wn-persist raises
-    `wn_persist_plugin.config.ConfigError`, whose message is one line naming the variable.
+    `wn_persist_plugin.errors.ConfigError`, whose message is one line naming the variable.
     """
 
 
@@ -63,3 +68,26 @@ def on_kill_processed(killmail: Mapping[str, Any]) -> None:
 def on_shutdown() -> None:
     """Called once when the host stops. Plugins flush queued work, stop their threads and
     close their resources before returning."""
+
+
+@hookspec
+def flush_pending(timeout: float) -> bool:  # type: ignore[empty-body]
+    """Called when the host must know that everything it handed over so far is written,
+    e.g. before it saves a feed position, or to wait out a plugin's full queue.
+
+    Blocks until every mail passed to `on_kill_processed` before this call is written (or
+    refused) and returns True, or returns False when that is not done within `timeout`
+    seconds. A plugin with nothing pending (or inactive) returns True at once. The host
+    treats the work as done only when no plugin answered False.
+    """
+
+
+@hookspec
+def pipeline_stats() -> PipelineStats:  # type: ignore[empty-body]
+    """Called whenever the host wants the plugins' counters: for its progress line, to
+    pause reading while a queue is full (`queued`), and before saving a feed position
+    (a plugin that `dropped` or `lost` mails keeps the position where it was).
+
+    Returns `wn_persist_plugin.ingest.counters.PipelineStats`; cheap and safe to call
+    from any thread. A plugin without a pipeline returns None (it is left out).
+    """

@@ -1,6 +1,6 @@
 """The pluggy plugin object registered under the `wanderer_notifier` entry point.
 
-A host calls the four hooks of `hookspecs`; this module implements them:
+A host calls the hooks of `hookspecs`; this module implements them:
 
 - `on_startup(config)`: settings (config over environment over `.env`); inert with one log
   line unless `ENABLE_PERSISTENCE` is true; otherwise opens the database, runs pending
@@ -12,7 +12,11 @@ A host calls the four hooks of `hookspecs`; this module implements them:
 - `on_kill_processed(killmail)`: unwraps the envelope, walks the participant ids through
   the tracked set and queues a match; parsing and writing happen on the writer thread.
   Never raises, never waits on the database.
-- `on_shutdown()`: writes everything queued, stops the threads, closes the database.
+- `on_shutdown()`: writes everything queued, stops the threads, closes the database, all
+  within `PERSISTENCE_SHUTDOWN_TIMEOUT`. A host that never calls it gets the same at
+  interpreter exit (`atexit`); mails that cannot be written are logged with their ids.
+- `flush_pending(timeout)`: waits until every mail handed over before it is written.
+- `pipeline_stats()`: the counters (`ingest.counters.PipelineStats`).
 
 Instances are independent (own settings, queue, thread, counters and tracked set); the
 models are bound to the one `database_proxy`, so instances active at the same time in
@@ -21,11 +25,11 @@ one process must use the same database.
 
 from __future__ import annotations
 
-import itertools
+import atexit
 import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,52 +40,16 @@ from .db.connect import open_database
 from .enrichment import fill as enrichment
 from .errors import MalformedKillmail
 from .hookspecs import hookimpl
+from .ingest.counters import PipelineStats, Tally
+from .ingest.match import involves
 from .ingest.tracked import TrackedSet, load_tracked, normalize, store_tracked
 from .ingest.writer import Writer
-from .killmails.parse import involves, killmail_id_of
+from .killmails.parse import killmail_id_of
 from .redact import first_line
 from .settings import Settings, load_settings
 from .statistics.scheduler import Scheduler
 
 log = logging.getLogger("wn_persist_plugin")
-
-
-@dataclass(frozen=True)
-class PipelineStats:
-    """Counters since startup. `seen` = `matched` + `ignored` + `malformed_on_arrival`
-    + `errors`; of the matched mails, `dropped` were refused because the queue was full."""
-
-    seen: int
-    """Mails handed to `on_kill_processed` while active."""
-    matched: int
-    """Mails with at least one tracked character (queued or dropped)."""
-    ignored: int
-    """Mails without a tracked character."""
-    malformed: int
-    """Malformed mails skipped (on arrival or when parsed by the writer)."""
-    dropped: int
-    """Matched mails refused because the queue was full (or arriving during shutdown)."""
-    queued: int
-    """Matched mails waiting to be written right now."""
-    mails_written: int
-    """Matched mails whose rows were written (a redelivered mail counts again)."""
-    rows_written: int
-    """Involvement rows written (inserted, updated or already present)."""
-    write_errors: int
-    """Rows the database refused (each logged with its killmail id)."""
-    retries: int
-    """Attempts that failed because the database was unreachable."""
-    lost: int
-    """Queued mails given up at shutdown because the database stayed unreachable."""
-    zkb_warnings: int
-    """Mails stored without a value because their zkb block was unusable."""
-    errors: int
-    """Unexpected errors inside the hooks (logged; never raised into the host)."""
-    tracked: int
-    """Characters currently tracked."""
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 class PersistencePlugin:
@@ -104,10 +72,9 @@ class PersistencePlugin:
         self._scheduler: Any = None
         self._last_writer: Writer | None = None
         self._lock = threading.Lock()
-        # Counted on the host's thread(s) on every call: `next()` on an itertools.count is
-        # atomic under the GIL and cheaper than a lock; `_count_value` reads them.
-        self._seen = itertools.count()
-        self._matched = itertools.count()
+        # Counted on the host's thread(s) on every call (see Tally); matched mails are
+        # counted by the writer (accepted + dropped).
+        self._seen = Tally()
         self._malformed = 0
         self._errors = 0
 
@@ -132,9 +99,12 @@ class PersistencePlugin:
         statistics_steps = [enrichment.scheduler_step(settings)]
         db = open_database(settings)
         self.db = db
+        self._seen = Tally()  # counters are since this startup
+        with self._lock:
+            self._malformed = self._errors = 0
         # Regions and names known from the universe tables go into rows as they are
         # written; the rest is filled by the scheduled enrichment step (never on this path).
-        writer = Writer(db, settings.writer, enrich=enrichment.RowFiller(db))
+        writer = Writer(db, settings.writer, fill=enrichment.RowFiller(db))
         try:
             self._prepare(db)
         except (OperationalError, InterfaceError) as exc:
@@ -148,13 +118,16 @@ class PersistencePlugin:
         finally:
             _close_quietly(db)
         self._writer = writer.start()
+        atexit.register(self._at_exit, writer)
         self._scheduler = Scheduler(settings, db, before_aggregation=statistics_steps)
         self._scheduler.start()
-        log.info(
-            "wn-persist: storing killmails of %d tracked characters in %s",
-            len(self._tracked),
-            settings.masked_database_url,
-        )
+        if self._tracked_from_host:
+            known = f"{len(self._tracked)} tracked characters"
+        elif len(self._tracked):
+            known = f"{len(self._tracked)} tracked characters (stored; the host's list replaces it)"
+        else:
+            known = "no tracked characters yet (waiting for the host's list)"
+        log.info("wn-persist: storing killmails in %s; %s", settings.masked_database_url, known)
 
     @hookimpl
     def on_tracked_characters_updated(self, characters: Iterable[Mapping[str, Any]]) -> None:
@@ -197,11 +170,10 @@ class PersistencePlugin:
         writer = self._writer
         if writer is None:
             return
-        next(self._seen)
+        next(self._seen.counter)
         try:
             tracked = self._tracked
             if involves(killmail, tracked.ids):
-                next(self._matched)
                 writer.offer(killmail, tracked)
         except MalformedKillmail as exc:
             with self._lock:
@@ -214,20 +186,26 @@ class PersistencePlugin:
 
     @hookimpl
     def on_shutdown(self) -> None:
-        """Write everything queued, stop the threads and close the database."""
+        """Write everything queued, stop the threads and close the database, within
+        `PERSISTENCE_SHUTDOWN_TIMEOUT` seconds in all (mails still unwritten then are
+        counted `lost` and logged with their ids)."""
         writer = self._writer
         if writer is None:
             return
-        # The statistics job stops first, so the writer's final flush is not competing with it.
+        timeout = writer.settings.shutdown_timeout
+        deadline = time.monotonic() + timeout
+        # The statistics job stops first, so the writer's final flush is not competing
+        # with it; it gets a part of the budget, the writer the rest.
         if self._scheduler is not None:
-            self._scheduler.stop()
+            self._scheduler.stop(timeout=min(10.0, timeout / 4))
             self._scheduler = None
-        writer.stop()
+        writer.stop(max(0.0, deadline - time.monotonic()))
+        atexit.unregister(self._at_exit)
         self._last_writer = writer
         self._writer = None
         if self.db is not None:
             _close_quietly(self.db)
-        stats = self.stats()
+        stats = self.pipeline_stats()
         log.info(
             "wn-persist: stopped; %d mails seen, %d matched, %d rows written, %d dropped, "
             "%d lost, %d malformed, %d write errors",
@@ -239,6 +217,18 @@ class PersistencePlugin:
             stats.malformed,
             stats.write_errors,
         )
+
+    def _at_exit(self, writer: Writer) -> None:
+        """At interpreter exit: what `on_shutdown` would do, when the host never called it
+        (the writer's thread is a daemon and would die with its queue)."""
+        if self._writer is not writer:
+            return
+        log.warning("wn-persist: the host did not call on_shutdown; writing the queue at exit")
+        try:
+            self.on_shutdown()
+        except Exception as exc:  # noqa: BLE001 - the interpreter is going away
+            log.error("wn-persist: shutdown at exit failed: %s", first_line(exc))
+            writer.abandon("the shutdown at exit failed")
 
     # -- for hosts and tests -----------------------------------------------------------
 
@@ -252,28 +242,30 @@ class PersistencePlugin:
         """The tracked characters used for matching right now."""
         return self._tracked
 
-    def flush(self, timeout: float | None = None) -> bool:
+    @hookimpl
+    def flush_pending(self, timeout: float) -> bool:
         """Wait until every mail handed over before this call is written (or refused).
         True when done within `timeout` seconds; True at once when inactive."""
         writer = self._writer
         return True if writer is None else writer.flush(timeout)
 
-    def stats(self) -> PipelineStats:
+    @hookimpl
+    def pipeline_stats(self) -> PipelineStats:
         """The counters (cheap; safe to call from any thread)."""
         writer = self._writer or self._last_writer
         with self._lock:
             malformed, errors = self._malformed, self._errors
-        matched = _count_value(self._matched)
-        seen = max(_count_value(self._seen), matched + malformed + errors)
-        ignored = max(0, seen - matched - malformed - errors)
+        matched = writer.accepted + writer.dropped if writer else 0
+        # A read may see a mail matched (on another thread) before it is seen.
+        seen = max(self._seen.total(), matched + malformed + errors)
         wc = writer.counters if writer else None
         return PipelineStats(
             seen=seen,
             matched=matched,
-            ignored=ignored,
+            ignored=seen - matched - malformed - errors,
             malformed=malformed + (wc.malformed if wc else 0),
             dropped=writer.dropped if writer else 0,
-            queued=writer.queued if self._writer else 0,
+            queued=self._writer.queued if self._writer else 0,
             mails_written=wc.mails_written if wc else 0,
             rows_written=wc.rows_written if wc else 0,
             write_errors=wc.write_errors if wc else 0,
@@ -306,11 +298,6 @@ def _id_of(killmail: Any) -> Any:
         return killmail_id_of(killmail)
     except Exception:  # noqa: BLE001
         return None
-
-
-def _count_value(counter: itertools.count) -> int:
-    """The next value an itertools.count would return (= how often it was advanced)."""
-    return int(repr(counter)[len("count(") : -1])
 
 
 plugin = PersistencePlugin()

@@ -35,6 +35,10 @@ DEFAULT_SQLITE_PATH = "wn_persist.db"
 DEFAULT_DATABASE_URL = f"sqlite:///{DEFAULT_SQLITE_PATH}"
 SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgres")
 
+DEFAULT_HTTP_HOST = "127.0.0.1"
+DEFAULT_HTTP_PORT = 8080
+"""`wn-persist serve` listens here unless PERSISTENCE_HTTP_PORT / --port say otherwise."""
+
 MIN_POOL_SIZE = 2
 """The writer thread keeps a connection open; the scheduler's jobs need a second one."""
 
@@ -90,6 +94,24 @@ class Kind:
 @dataclass(frozen=True)
 class Text(Kind):
     """Any text (surrounding spaces removed)."""
+
+
+@dataclass(frozen=True)
+class Token(Kind):
+    """A secret token: at least `min_length` characters, no spaces (hard to guess, easy to
+    paste). Its problems never quote it."""
+
+    min_length: int = 16
+    masks_its_messages = True
+
+    def parse(self, raw: str) -> str:
+        value = raw.strip()
+        if len(value) < self.min_length or any(c.isspace() for c in value):
+            raise ValueError(f"must be at least {self.min_length} characters, without spaces")
+        return value
+
+    def describe(self) -> str:
+        return f"at least {self.min_length} characters, no spaces"
 
 
 @dataclass(frozen=True)
@@ -365,8 +387,10 @@ SETTINGS: tuple[Setting, ...] = (
         "rows per write transaction",
     ),
     Setting(
-        "PERSISTENCE_SHUTDOWN_TIMEOUT", "writer.shutdown_timeout", Seconds(0, 86_400), 60.0,
-        "seconds `on_shutdown` keeps retrying an unreachable database",
+        "PERSISTENCE_SHUTDOWN_TIMEOUT", "writer.shutdown_timeout", Seconds(0, 86_400), 20.0,
+        "seconds the whole shutdown may take (writing the queue, retrying an unreachable "
+        "database, saving the feed position); mails still unwritten then are logged with "
+        "their ids and `run` exits 1",
     ),
     # enrichment, static data, history
     Setting(
@@ -468,8 +492,8 @@ SETTINGS: tuple[Setting, ...] = (
         "how often the feed position is saved (after the plugin confirms)",
     ),
     Setting(
-        "HOST_FLUSH_TIMEOUT", "host.flush_timeout", Seconds(0.1, 3600), 20.0,
-        "how long a checkpoint or the shutdown waits for queued writes",
+        "HOST_FLUSH_TIMEOUT", "host.flush_timeout", Seconds(0.1, 3600), 15.0,
+        "how long a checkpoint waits for queued writes (a stop request ends the wait)",
     ),
     Setting(
         "HOST_MAX_QUEUED", "host.max_queued", Integer(1, 10_000_000), 1000,
@@ -486,7 +510,7 @@ SETTINGS: tuple[Setting, ...] = (
         f"{DEFAULT_SERVE_PORT}",
     ),
     Setting(
-        "PERSISTENCE_API_TOKEN", "http.api_token", Text(), None,
+        "PERSISTENCE_API_TOKEN", "http.api_token", Token(), None,
         "bearer token the HTTP API requires; unset: no token",
         secret=True,
     ),

@@ -40,7 +40,8 @@ class RecordingPlugin:
     def on_shutdown(self) -> None:
         self.calls.append(("shutdown", None))
 
-    def flush(self, timeout: float) -> bool | None:
+    @hookimpl
+    def flush_pending(self, timeout: float) -> bool | None:
         self.flushes += 1
         return self.flush_result
 

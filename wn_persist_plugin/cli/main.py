@@ -176,6 +176,9 @@ def db_status(app: AppContext) -> None:
         ("pending migrations", ", ".join(status.pending) or "none"),
         ("size", _human_bytes(status.size_bytes)),
     ]
+    if status.skipped_sequences is not None:
+        newest = f" (newest: {status.newest_skipped})" if status.newest_skipped else ""
+        lines.append(("skipped sequences", f"{status.skipped_sequences}{newest}"))
     for name, value in lines:
         click.echo(f"{name + ':':<20} {value}")
     click.echo("rows:")
@@ -184,7 +187,7 @@ def db_status(app: AppContext) -> None:
         click.echo(f"  {table:<{width}} {'(no table)' if count is None else count}")
 
 
-# === statistics: aggregate, prune, stats (issue 4) ========================================
+# --- statistics: aggregate, prune, stats ---------------------------------------------------
 # Thin commands over aggregation.aggregate, retention.prune and stats_query.
 
 _PERIOD_CHOICES = ("daily", "weekly", "monthly")
@@ -341,7 +344,7 @@ def stats(
 # === end of statistics commands ============================================================
 
 
-# --- universe, enrichment and backfill commands (issue 6; enrichment helper) -------------
+# --- universe, enrichment and backfill ------------------------------------------------------
 
 
 def _esi_client(app: AppContext) -> Any:
@@ -498,8 +501,15 @@ def backfill(
     metavar="ID",
     help="Track this EVE character id (repeatable; added to TRACKED_CHARACTER_IDS).",
 )
+@click.option("--host", "http_host", default=None, help="API address (PERSISTENCE_HTTP_HOST).")
+@click.option(
+    "--port", "http_port", type=click.IntRange(1, 65535), default=None,
+    help="Serve the API on this port too (PERSISTENCE_HTTP_PORT).",
+)  # fmt: skip
 @pass_app
-def run(app: AppContext, track: tuple[int, ...]) -> None:
+def run(
+    app: AppContext, track: tuple[int, ...], http_host: str | None, http_port: int | None
+) -> None:
     """Follow zKillboard's R2Z2 feed and keep the killmails of tracked characters.
 
     Tracked characters come from the Wanderer map API (MAP_URL, MAP_NAME, MAP_API_KEY)
@@ -514,8 +524,13 @@ def run(app: AppContext, track: tuple[int, ...]) -> None:
         if exc.variable != "TRACKED_CHARACTER_IDS":
             raise
         fail(f"{exc}, or pass --track ID")
+    api = web.start_host_api(settings, host, http_host, http_port)
     host.install_signal_handlers()
-    result = host.run()
+    try:
+        result = host.run()
+    finally:
+        if api is not None:
+            api.stop()
     sys.exit(result.exit_code)
 
 
@@ -557,6 +572,11 @@ def doctor(app: AppContext, timeout: float) -> None:
             click.echo(f"  {name} = {value}")
     if failed:
         sys.exit(1)
+
+
+from . import web  # noqa: E402 - its commands use the group and helpers above
+
+web.register(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -79,6 +79,8 @@ class Involvement(BaseModel):
         indexes = (
             (("killmail_id", "related_character_id", "character_role"), True),
             (("related_character_id", "kill_time"), False),
+            # migration 0005 names it killmails_character_page: keyset pages
+            (("related_character_id", "kill_time", "killmail_id", "character_role"), False),
             (("solar_system_id", "kill_time"), False),
             (("character_role", "kill_time"), False),
             (("processed_at",), False),
@@ -120,6 +122,7 @@ class StatisticsWatermark(BaseModel):
     changes_since = UTCDateTimeField()
     last_run_at = UTCDateTimeField()
     last_rebuild_at = UTCDateTimeField(null=True)
+    last_run_seconds = DoubleField(null=True)
 
     class Meta:
         table_name = "statistics_watermarks"
@@ -149,7 +152,7 @@ class StatisticsDeletion(BaseModel):
         indexes = ((("character_id", "day"), True), (("marked_at",), False))
 
 
-# --- universe, names and backfill state (migration 0004; enrichment helper) ---------------
+# --- universe, names and backfill state (migration 0004) ------------------------------------
 
 
 class UniverseRegion(BaseModel):
@@ -239,6 +242,19 @@ class FeedState(BaseModel):
         table_name = "feed_state"
 
 
+class SkippedSequence(BaseModel):
+    """An R2Z2 sequence the host skipped: the feed kept answering it with a mail that
+    cannot be parsed. `killmail_id` when the answer named one, to fetch it later."""
+
+    sequence = BigIntegerField(primary_key=True)
+    killmail_id = BigIntegerField(null=True)
+    reason = TextField()
+    skipped_at = UTCDateTimeField(index=True)
+
+    class Meta:
+        table_name = "skipped_sequences"
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     TrackedCharacter,
     Involvement,
@@ -248,4 +264,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     StatisticsDeletion,
     *UNIVERSE_MODELS,
     FeedState,
+    SkippedSequence,
 )

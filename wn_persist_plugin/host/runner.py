@@ -1,18 +1,18 @@
 """The standalone host behind `wn-persist run`: a pluggy host fed by zKillboard's R2Z2 feed
 and by the Wanderer map API (or a static list of character ids).
 
-It loads plugins through the `wanderer_notifier` entry points and drives them only through
-the hooks in `hookspecs` (on_startup, on_tracked_characters_updated, on_kill_processed,
-on_shutdown). Two optional plugin methods are used when a plugin has them: `flush(timeout)`
-(to save the feed position only after queued mails are written) and `stats()` (for the
-progress line).
+It loads plugins through the `wanderer_notifier` entry points and calls them only through
+the hooks in `hookspecs` (`pm.hook.*`): on_startup, on_tracked_characters_updated,
+on_kill_processed, on_shutdown, and flush_pending (to save the feed position only after
+queued mails are written) and pipeline_stats (progress line, backpressure, mails given up).
 
 Delivery guarantee ("handled"): the last sequence saved is one whose mail, and every mail
-before it, a plugin has confirmed written: by `flush()` returning at a checkpoint, or by
-`on_shutdown()` returning at a clean stop. A crash between checkpoints re-reads the mails
-since the last checkpoint on restart (at most `HOST_CHECKPOINT_SECONDS` worth); writes are
-idempotent, so that gives no duplicate rows. A plugin without `flush()` gets the position
-saved after `on_kill_processed` returned, so a crash can lose the mails it still had queued.
+before it, the plugins have confirmed written: by `flush_pending` answering True at a
+checkpoint, or by `on_shutdown()` returning at a clean stop. A crash between checkpoints
+re-reads the mails since the last checkpoint on restart (at most `HOST_CHECKPOINT_SECONDS`
+worth); writes are idempotent, so that gives no duplicate rows. A plugin that does not
+implement `flush_pending` gets the position saved after `on_kill_processed` returned, so a
+crash can lose the mails it still had queued.
 """
 
 from __future__ import annotations
@@ -34,11 +34,14 @@ from .. import hookspecs
 from ..db import migrator
 from ..db.connect import is_postgres, open_database
 from ..errors import ConfigError, MalformedKillmail, MapUnavailable
-from ..killmails.parse import parse_time, participant_ids, unwrap
+from ..ingest.counters import PipelineStats
+from ..ingest.match import involves
+from ..killmails.parse import parse_time, unwrap
 from ..redact import first_line
 from ..settings import HostSettings, Settings
-from ..sources.r2z2 import R2Z2Client
+from ..sources.r2z2 import Delivery, R2Z2Client
 from ..sources.wanderer_map import MapClient, TrackedList
+from ..throttle import Throttle
 from . import feed_state
 
 log = logging.getLogger(__name__)
@@ -59,20 +62,6 @@ def make_plugin_manager(
     for plugin in plugins:
         pm.register(plugin)
     return pm
-
-
-def _as_mapping(value: Any) -> Mapping[str, Any]:
-    """A plugin's `stats()` answer as a mapping (a dict, `as_dict()`, or a dataclass)."""
-    if value is None:
-        return {}
-    if isinstance(value, Mapping):
-        return value
-    as_dict = getattr(value, "as_dict", None)
-    if callable(as_dict):
-        return as_dict()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    return {}
 
 
 def _age(seconds: float) -> str:
@@ -97,7 +86,12 @@ class HostCounters:
     hook_errors: int = 0
     malformed: int = 0
     skipped_sequences: int = 0
+    """Sequences skipped: expired from the feed, or answering an unusable mail."""
+    unusable_sequences: int = 0
+    """Of those, sequences skipped for an unusable mail (recorded in `skipped_sequences`)."""
     checkpoints: int = 0
+    unwritten: int = 0
+    """Mails the plugins gave up during this run (dropped or lost); non-zero exit."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +161,9 @@ class Host:
         self._db: Database | None = None
         self._given_up_at_start = 0
         self._warned_given_up = False
+        self._unrecorded: list[feed_state.Skipped] = []
+        """Skipped sequences not yet stored in `skipped_sequences`."""
+        self._map_log = Throttle(60.0)
 
     # -- control -----------------------------------------------------------------------
 
@@ -199,12 +196,13 @@ class Host:
         try:
             fresh = self.map_client.fetch()
         except MapUnavailable as exc:
-            log.warning(
-                "map API %s: %s; keeping the last known list (%s)",
-                self.map_client.url,
-                exc,
-                f"{len(self._map_list.ids)} characters" if self._map_list else "none yet",
-            )
+            if self._map_log.ready(str(exc)):
+                log.warning(
+                    "map API %s: %s; keeping the last known list (%s)",
+                    self.map_client.url,
+                    first_line(exc),
+                    f"{len(self._map_list.ids)} characters" if self._map_list else "none yet",
+                )
             return False
         with self._lock:
             if self._map_list is not None and fresh.entries == self._map_list.entries:
@@ -240,17 +238,20 @@ class Host:
                 log.info("%s", self.progress_line())
                 next_progress = self._clock() + self.options.progress_seconds
 
-    def plugin_stats(self) -> dict[str, Any]:
-        """The merged `stats()` of plugins that offer it."""
-        merged: dict[str, Any] = {}
-        for plugin in self.pm.get_plugins():
-            stats = getattr(plugin, "stats", None)
-            if callable(stats):
-                try:
-                    merged.update(_as_mapping(stats()))
-                except Exception as exc:  # noqa: BLE001 - a progress line never fails
-                    log.debug("stats() of %r failed: %s", plugin, exc)
-        return merged
+    def plugin_stats(self) -> list[PipelineStats]:
+        """The `pipeline_stats` of every plugin that keeps counters (none when one fails:
+        counters are for information and backpressure, never a reason to stop)."""
+        try:
+            return list(self.pm.hook.pipeline_stats())
+        except Exception as exc:  # noqa: BLE001 - a progress line never fails
+            log.debug("pipeline_stats failed: %s", exc)
+            return []
+
+    def feed_position(self) -> dict[str, int | None]:
+        """The last sequence handed to the plugins, the feed's latest, the lag between."""
+        latest, current = self.feed.latest, self._handed_over
+        lag = None if latest is None or current is None else max(0, latest - current)
+        return {"last_sequence": current, "latest": latest, "lag": lag, "saved": self._saved}
 
     def progress_line(self) -> str:
         c = self.counters
@@ -262,9 +263,9 @@ class Host:
         if self._last_kill_time is not None:
             seconds = (dt.datetime.now(dt.UTC) - self._last_kill_time).total_seconds()
             age = _age(seconds)
-        stored = stats.get("rows_written", "?")
-        queue = stats.get("queued", "?")
-        dropped = stats.get("dropped")
+        stored = str(sum(s.rows_written for s in stats)) if stats else "?"
+        queue = str(max(s.queued for s in stats)) if stats else "?"
+        dropped = sum(s.dropped for s in stats)
         return (
             f"progress: seen={c.seen} matched={c.matched} stored={stored} "
             f"sequence={current if current is not None else '-'} "
@@ -276,19 +277,21 @@ class Host:
     # -- checkpoints -------------------------------------------------------------------
 
     def _flush_plugins(self, timeout: float) -> bool:
-        """Ask plugins that can to write what they queued; False if one could not."""
-        ok = True
-        for plugin in self.pm.get_plugins():
-            flush = getattr(plugin, "flush", None)
-            if not callable(flush):
-                continue
+        """`flush_pending` on every plugin; False if one answered False or failed, or
+        when the host is asked to stop meanwhile (the wait is asked for in steps of at
+        most a second, so a stop request is not held up by a database outage)."""
+        deadline = self._clock() + timeout
+        while True:
+            step = max(0.0, min(1.0, deadline - self._clock()))
             try:
-                if flush(timeout) is False:
-                    ok = False
+                answers = self.pm.hook.flush_pending(timeout=step)
             except Exception as exc:  # noqa: BLE001 - never crash on a plugin
-                log.warning("flush() of %r failed: %s", plugin, exc)
-                ok = False
-        return ok
+                log.warning("flush_pending failed: %s", first_line(exc))
+                return False
+            if all(answers):
+                return True
+            if self.stop_event.is_set() or self._clock() >= deadline:
+                return False
 
     def _reset_connection(self) -> None:
         """Drop a connection that failed, so the next save reconnects."""
@@ -304,12 +307,15 @@ class Host:
         self._saved = sequence
         self.counters.checkpoints += 1
 
+    def _given_up(self) -> int:
+        """Mails the plugins `dropped` (queue full) or `lost` (given up at shutdown)."""
+        return sum(s.given_up for s in self.plugin_stats())
+
     def _nothing_given_up(self) -> bool:
-        """False once a plugin reports mails it `dropped` (queue full) or `lost` (given up
-        at shutdown) during this run: the position then stays where it was, so the next
-        start reads those mails again (writes are idempotent)."""
-        stats = self.plugin_stats()
-        given_up = sum(v for k in ("dropped", "lost") if isinstance(v := stats.get(k, 0), int))
+        """False once a plugin reports mails it dropped or lost during this run: the
+        position then stays where it was, so the next start reads those mails again
+        (writes are idempotent)."""
+        given_up = self._given_up()
         if given_up > self._given_up_at_start:
             if not self._warned_given_up:
                 self._warned_given_up = True
@@ -330,22 +336,50 @@ class Host:
         if not self._flush_plugins(self.options.flush_timeout):
             log.warning("plugins did not confirm their writes; sequence %d not saved", sequence)
             return False
-        if not self._nothing_given_up():
+        if not self._nothing_given_up() or not self._record_skipped():
             return False
         try:
             self._save(sequence)
         except Exception as exc:  # noqa: BLE001 - retried at the next checkpoint
-            log.warning("could not save the feed position %d: %s", sequence, exc)
+            log.warning("could not save the feed position %d: %s", sequence, first_line(exc))
             self._reset_connection()
             return False
         return True
 
+    def _note_skipped(self, delivery: Delivery) -> None:
+        """Count skipped sequences; keep those skipped for an unusable mail to record."""
+        self.counters.skipped_sequences += delivery.skipped
+        if delivery.unusable:
+            self.counters.unusable_sequences += len(delivery.unusable)
+            self._unrecorded.extend(
+                feed_state.Skipped(u.sequence, u.killmail_id, u.reason) for u in delivery.unusable
+            )
+            self._record_skipped()
+
+    def _record_skipped(self) -> bool:
+        """Store the skipped sequences not stored yet; False when the database refused
+        (they are kept and tried again, and the position is not saved past them)."""
+        if not self._unrecorded:
+            return True
+        assert self._db is not None
+        try:
+            feed_state.record_skipped(self._db, self._unrecorded)
+        except Exception as exc:  # noqa: BLE001 - retried at the next checkpoint
+            log.warning(
+                "could not record %d skipped sequences: %s", len(self._unrecorded), first_line(exc)
+            )
+            self._reset_connection()
+            return False
+        self._unrecorded.clear()
+        return True
+
     def _wait_for_queue(self) -> None:
         """Backpressure: the feed is pulled, so when a plugin's queue (`queued` in its
-        stats) reaches HOST_MAX_QUEUED, stop reading until it is written; nothing is ever
-        dropped for want of room and the feed keeps the objects meanwhile."""
-        queued = self.plugin_stats().get("queued")
-        if not isinstance(queued, int) or queued < self.options.max_queued:
+        `pipeline_stats`) reaches HOST_MAX_QUEUED, stop reading until it is written;
+        nothing is ever dropped for want of room and the feed keeps the objects
+        meanwhile."""
+        queued = max((s.queued for s in self.plugin_stats()), default=0)
+        if queued < self.options.max_queued:
             return
         log.info(
             "plugin queue at %d mails (HOST_MAX_QUEUED=%d): pausing the feed until it is written",
@@ -355,21 +389,23 @@ class Host:
         while not self.stop_event.is_set():
             if self._flush_plugins(min(self.options.flush_timeout, 5.0)):
                 return
-            log.warning("plugin queue still not written; the feed stays paused")
+            if not self.stop_event.is_set():
+                log.warning("plugin queue still not written; the feed stays paused")
 
     # -- mails -------------------------------------------------------------------------
 
     def _note_mail(self, envelope: Mapping[str, Any]) -> None:
+        """Count the mail as matched when a tracked character (the host's own list) is on
+        it, and note its kill time for the progress line."""
         try:
-            found = unwrap(envelope)
-            victim, attackers = participant_ids(found)
-            self._last_kill_time = parse_time(found.body.get("killmail_time"))
+            kill_time = parse_time(unwrap(envelope).body.get("killmail_time"))
+            matched = involves(envelope, self._tracked_ids)
         except (MalformedKillmail, ValueError, TypeError) as exc:
             self.counters.malformed += 1
             log.debug("mail %s: %s", envelope.get("killmail_id"), exc)
             return
-        tracked = self._tracked_ids
-        if (victim is not None and victim in tracked) or any(a in tracked for a in attackers):
+        self._last_kill_time = kill_time
+        if matched:
             self.counters.matched += 1
 
     def handle(self, sequence: int, envelope: Mapping[str, Any]) -> None:
@@ -430,10 +466,7 @@ class Host:
         stored = self._saved
         self.pm.hook.on_startup(config=self.plugin_config())
         self._started = True
-        stats = self.plugin_stats()
-        self._given_up_at_start = sum(
-            v for k in ("dropped", "lost") if isinstance(v := stats.get(k, 0), int)
-        )
+        self._given_up_at_start = self._given_up()
         if self.map_client is not None:
             self.refresh_map()
         if self._map_list is None:
@@ -472,7 +505,7 @@ class Host:
                 if delivery is None:
                     break
                 if delivery.skipped:
-                    self.counters.skipped_sequences += delivery.skipped
+                    self._note_skipped(delivery)
                 self.handle(delivery.sequence, delivery.envelope)
                 sequence = delivery.sequence + 1
                 self._wait_for_queue()
@@ -484,36 +517,62 @@ class Host:
                     last_latest = self._clock()
         finally:
             self.stop_event.set()
+            deadline = self._clock() + self.settings.writer.shutdown_timeout
             if ticker is not None:
-                ticker.join(timeout=5)
-            self._shutdown()
+                ticker.join(timeout=min(5.0, self.settings.writer.shutdown_timeout / 4))
+            written = self._shutdown(deadline)
         log.info("%s", self.progress_line())
-        log.info("stopped at sequence %s", self._saved if self._saved is not None else "-")
-        return RunResult(0, self._saved, self.counters)
+        if written:
+            log.info("stopped at sequence %s", self._saved if self._saved is not None else "-")
+            return RunResult(0, self._saved, self.counters)
+        return RunResult(1, self._saved, self.counters)
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, deadline: float) -> bool:
+        """Shut the plugins down (they write what they hold within the shutdown timeout)
+        and save the position when they confirm. True when nothing handed over was left
+        unwritten; otherwise logs how many and where the next start resumes."""
         if not self._started:
             if self._db is not None:
                 self._db.close()
-            return
-        flushed = self._flush_plugins(self.options.flush_timeout)
+            return True
+        # `on_shutdown` writes everything queued (the hook's contract) within the plugin's
+        # PERSISTENCE_SHUTDOWN_TIMEOUT; a flush before it would add a wait of its own. The
+        # flush after it confirms nothing is left (a stopped plugin answers at once).
         shutdown_ok = True
         try:
             self.pm.hook.on_shutdown()
         except Exception as exc:  # noqa: BLE001 - report, do not save past unwritten mails
             shutdown_ok = False
-            log.error("on_shutdown failed: %s", exc)
+            log.error("on_shutdown failed: %s", first_line(exc))
+        remaining = max(0.0, min(self.options.flush_timeout, deadline - self._clock()))
+        flushed = shutdown_ok and self._flush_plugins(remaining)
+        given_up = max(0, self._given_up() - self._given_up_at_start)
+        self.counters.unwritten = given_up
         pending = self._handed_over is not None and self._handed_over != self._saved
-        if pending and flushed and shutdown_ok and self._nothing_given_up():
+        written = flushed and given_up == 0
+        if pending and written and self._clock() < deadline and self._record_skipped():
             try:
                 self._save(self._handed_over)  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001
-                log.error("could not save the feed position %s: %s", self._handed_over, exc)
-        elif pending:
-            log.warning(
-                "the plugins did not confirm every write; the feed position stays at %s "
-                "and the next start reads again from there (writes are idempotent)",
-                self._saved,
+                log.error(
+                    "could not save the feed position %s: %s", self._handed_over, first_line(exc)
+                )
+        if written and self._unrecorded:
+            log.error("skipped sequences not recorded: %s", [s.sequence for s in self._unrecorded])
+        if pending and self._saved != self._handed_over:
+            what = (
+                f"{given_up} killmails not written"
+                if given_up
+                else "the plugins did not confirm every write"
+                if not written
+                else "the feed position could not be saved"
+            )
+            log.error(
+                "%s; the next start resumes the feed after sequence %s (stored) and reads "
+                "them again (writes are idempotent)",
+                what,
+                self._saved if self._saved is not None else "-",
             )
         if self._db is not None:
             self._db.close()
+        return written

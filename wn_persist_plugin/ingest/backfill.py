@@ -2,10 +2,10 @@
 
 Every source is read as a stream (constant memory): JSONL line by line, JSON arrays item
 by item (ijson), `.tar.bz2` archives member by member. Each mail goes through the same
-path as the live feed: `killmail.unwrap` + `participant_ids` to match the tracked set
-cheaply, `killmail.parse`, `involvement.involvement_rows`, `store.write_rows` (idempotent,
-so a backfill overlapping the live feed adds nothing twice; a later delivery with a value
-fills a missing value, never the reverse).
+path as the live feed: `match.match` against the tracked set, `rows.RowBatch` (names and
+regions filled), `store.write_rows` (idempotent, so a backfill overlapping the live feed
+adds nothing twice; a later delivery with a value fills a missing value, never the
+reverse).
 
 Bad input never stops the run: good mails are stored, each bad one is reported with its
 file and line (or archive member, or killmail id), and `BackfillSummary.ok` is False.
@@ -19,7 +19,7 @@ import logging
 import os
 import tarfile
 import tempfile
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,15 +29,23 @@ import ijson
 from peewee import Database
 
 from ..db.connect import connected
-from ..db.models import BackfillCursor, TrackedCharacter
+from ..db.models import BackfillCursor
 from ..enrichment.fill import RowFiller
-from ..errors import ConfigError, EsiError, EsiNotFound, SourceError, SourceNotFound
-from ..killmails import parse as km
+from ..errors import (
+    ConfigError,
+    EsiError,
+    EsiNotFound,
+    MalformedKillmail,
+    SourceError,
+    SourceNotFound,
+)
 from ..sources.esi import EsiClient
 from ..sources.everef import EveRefClient
 from ..sources.zkill_history import ZkillHistoryClient
-from .rows import involvement_rows
+from .match import match
+from .rows import RowBatch
 from .store import write_rows
+from .tracked import TrackedSet, load_tracked
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +58,6 @@ AGGREGATE_WAIT = 300.0
 """Seconds to wait for a running statistics job before leaving the work to its next run."""
 ZKILL_CHUNK = 100
 """Mails fetched from ESI between two cursor saves in a zKillboard history day."""
-
-SUFFIXES = (".jsonl", ".ndjson", ".json", ".tar.bz2", ".tbz2", ".tar.gz", ".tar")
 
 
 @dataclass(frozen=True)
@@ -200,36 +206,22 @@ def iter_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
 # -- the pipeline -------------------------------------------------------------------------
 
 
-def tracked_set(extra: Iterable[int] = ()) -> tuple[set[int], dict[int, str | None]]:
-    """Tracked character ids (stored, `tracked` true, plus `extra`) and their names."""
-    names = dict(
-        TrackedCharacter.select(TrackedCharacter.character_id, TrackedCharacter.character_name)
-        .where(TrackedCharacter.tracked == True)  # noqa: E712 - peewee expression
-        .tuples()
-    )
-    ids = {int(i) for i in names} | {int(i) for i in extra}
-    return ids, names
-
-
 class Backfill:
     """Feeds items through matching and the writer; buffers rows into batches."""
 
     def __init__(
         self,
         db: Database,
-        tracked: Collection[int],
-        names: dict[int, str | None] | None = None,
+        tracked: TrackedSet,
         *,
         summary: BackfillSummary | None = None,
         progress: Any = None,
     ) -> None:
         self.db = db
-        self.tracked = set(tracked)
-        self.names = names or {}
+        self.tracked = tracked
         self.summary = summary or BackfillSummary()
         self.progress = progress
-        self.fill = RowFiller(db)
-        self._rows: list[dict[str, Any]] = []
+        self._batch = RowBatch(RowFiller(db))
 
     def problem(self, item: Item, reason: str) -> None:
         self.summary.malformed += 1
@@ -243,39 +235,31 @@ class Backfill:
         if self.progress is not None:
             self.progress.update(1)
         try:
-            envelope = km.unwrap(item.envelope)
-            victim, attackers = km.participant_ids(envelope)
-            if not (
-                (victim is not None and victim in self.tracked)
-                or not self.tracked.isdisjoint(attackers)
-            ):
-                return
-            mail = km.parse(envelope)
-        except km.MalformedKillmail as exc:
+            mail = match(item.envelope, self.tracked)
+        except MalformedKillmail as exc:
             self.problem(item, str(exc))
             return
-        rows = involvement_rows(mail, self.tracked, self.names.get)
-        if not rows:
+        if mail is None:
             return
         self.summary.matched += 1
         if mail.total_value is None:
             self.summary.without_value += 1
-        self._rows.extend(rows)
-        if len(self._rows) >= ROW_BATCH:
+        if mail.zkb_warning:
+            log.warning("backfill: killmail %d: %s", mail.killmail_id, mail.zkb_warning)
+        if self._batch.add(mail, self.tracked) and len(self._batch) >= ROW_BATCH:
             self.flush()
 
     def flush(self) -> None:
-        if not self._rows:
+        rows = self._batch.take()  # regions and names the universe tables know, filled
+        if not rows:
             return
-        rows, self._rows = self._rows, []
-        self.fill(rows)  # regions and names the universe tables know, before the write
         result = write_rows(self.db, rows)
         self.summary.rows_written += result.rows - len(result.failed)
         for row, reason in result.failed:
             self.summary.malformed += 1
             self.summary.note(
-                f"killmail {row.get('killmail_id')} (character "
-                f"{row.get('related_character_id')}): not written: {reason}"
+                f"killmail {row.killmail_id} (character {row.related_character_id}): "
+                f"not written: {reason}"
             )
 
 
@@ -324,12 +308,12 @@ def backfill_paths(
     given) and the touched periods re-aggregated (incrementally, via `processed_at`).
     """
     with connected(db):
-        tracked, names = tracked_set(track)
+        tracked = load_tracked(db, track)
         if not tracked:
             raise ConfigError("--track", "no tracked characters in the database and none given")
         summary = BackfillSummary()
         with _progress_bar(progress) as bar:
-            runner = Backfill(db, tracked, names, summary=summary, progress=bar)
+            runner = Backfill(db, tracked, summary=summary, progress=bar)
             for path in iter_files(paths):
                 reader = _reader(path)
                 if not path.is_file():
@@ -438,10 +422,10 @@ def backfill_zkill_history(
     summary = BackfillSummary()
     today = today or dt.datetime.now(dt.UTC).date()
     with connected(db):
-        tracked, names = tracked_set(track)
+        tracked = load_tracked(db, track)
         if not tracked:
             raise ConfigError("--track", "no tracked characters in the database and none given")
-        runner = Backfill(db, tracked, names, summary=summary)
+        runner = Backfill(db, tracked, summary=summary)
         day = start
         try:
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:

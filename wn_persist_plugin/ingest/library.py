@@ -1,14 +1,16 @@
 """Synchronous library functions: store one killmail now, read a character's killmails.
 
-Both use the bound database (`database.database_proxy`): a caller must have opened it
-with `database.open_database(settings)` (which binds it) or have the plugin started.
+Both use the bound database (`db.connect.database_proxy`): a caller must have opened it
+with `db.connect.open_database(settings)` (which binds it) or have the plugin started.
 They work the same on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping
+import threading
+import weakref
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -16,10 +18,14 @@ from peewee import Database
 
 from ..db.connect import database_proxy
 from ..db.dialect import to_utc
-from ..db.models import Involvement, TrackedCharacter
-from ..killmails import parse as km
-from .rows import involvement_rows
+from ..db.models import Involvement
+from ..enrichment.fill import RowFiller
+from ..errors import MalformedKillmail
+from ..killmails.parse import killmail_id_of
+from .match import match
+from .rows import RowBatch
 from .store import write_rows
+from .tracked import TrackedSet, load_tracked
 
 Status = Literal["stored", "ignored", "error"]
 
@@ -41,34 +47,26 @@ class PersistResult:
         return self.status == "stored"
 
 
-def _tracked_on(
-    db: Database, victim_id: int | None, attacker_ids: list[int]
-) -> dict[int, str | None]:
-    """The tracked characters among these ids, with their names, from the table."""
-    wanted = set(attacker_ids)
-    if victim_id is not None:
-        wanted.add(victim_id)
-    if not wanted:
-        return {}
-    T = TrackedCharacter
-    found: dict[int, str | None] = {}
-    ordered = sorted(wanted)
-    for start in range(0, len(ordered), 900):
-        query = (
-            T.select(T.character_id, T.character_name)
-            .where(T.tracked & T.character_id.in_(ordered[start : start + 900]))
-            .tuples()
-        )
-        found.update((int(cid), name) for cid, name in query.execute(db))
-    return found
+_fillers: weakref.WeakKeyDictionary[Database, RowFiller] = weakref.WeakKeyDictionary()
+_fillers_lock = threading.Lock()
+
+
+def _filler(db: Database) -> RowFiller:
+    """One `RowFiller` per database (it keeps the universe tables in memory)."""
+    with _fillers_lock:
+        filler = _fillers.get(db)
+        if filler is None:
+            filler = _fillers[db] = RowFiller(db)
+        return filler
 
 
 def maybe_persist_killmail(
     killmail: Mapping[str, Any],
-    tracked: Collection[int] | Mapping[int, str | None] | None = None,
+    tracked: Iterable[int] | Mapping[int, str | None] | None = None,
 ) -> PersistResult:
     """Store the mail's involvement rows now, in one transaction, if a tracked character
-    is on it. Idempotent (a redelivered mail changes nothing).
+    is on it. Idempotent (a redelivered mail changes nothing). Regions and names the
+    universe tables know are filled in, as on every other ingest path.
 
     `tracked` defaults to the characters marked tracked in `tracked_characters`; a mapping
     of id -> name also supplies names. Malformed mails return `error` (never raise);
@@ -76,25 +74,17 @@ def maybe_persist_killmail(
     """
     db = database_proxy.obj
     if db is None:
-        raise RuntimeError("no database: call database.open_database() or start the plugin")
+        raise RuntimeError("no database: call db.connect.open_database() or start the plugin")
+    characters = load_tracked(db) if tracked is None else TrackedSet.of_ids(tracked)
     try:
-        envelope = km.unwrap(killmail)
-        victim_id, attacker_ids = km.participant_ids(envelope)
-    except km.MalformedKillmail as exc:
+        mail = match(killmail, characters)
+    except MalformedKillmail as exc:
         return PersistResult("error", exc.killmail_id, reason=str(exc))
-    if tracked is None:
-        names = _tracked_on(db, victim_id, attacker_ids)
-    elif isinstance(tracked, Mapping):
-        names = {int(k): v for k, v in tracked.items()}
-    else:
-        names = {int(k): None for k in tracked}
-    if not (victim_id in names or any(a in names for a in attacker_ids)):
-        return PersistResult("ignored", km._maybe_id(envelope.killmail_id))
-    try:
-        mail = km.parse(envelope)
-    except km.MalformedKillmail as exc:
-        return PersistResult("error", exc.killmail_id, reason=str(exc))
-    rows = involvement_rows(mail, names.keys(), names.get)
+    if mail is None:
+        return PersistResult("ignored", killmail_id_of(killmail))
+    batch = RowBatch(_filler(db))
+    batch.add(mail, characters)
+    rows = batch.take()
     result = write_rows(db, rows)
     written = len(rows) - len(result.failed)
     if result.failed:

@@ -1,19 +1,68 @@
-"""From a parsed killmail to its involvement rows: one per tracked character and role.
+"""From parsed killmails to involvement rows: one per tracked character and role.
 
-A row is a plain dict keyed by the `killmails` column names, ready for `store.write_rows`
-(which adds `processed_at`, the time of the write).
-Regions are left empty here; enrichment fills `region_id` / `region_name` later.
+`InvolvementRow` is what travels between the ingest modules: built here, filled by a
+`RowFill` (regions and names from the universe tables, `enrichment.fill.RowFiller`),
+written by `store.write_rows` (which stamps `processed_at`, the time of the write).
+`RowBatch` is the one way rows are made: the plugin's writer, backfill and the library
+call all add matched mails to one and take the filled rows from it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from decimal import Decimal
 from typing import Any
 
 from ..db.models import ROLE_ATTACKER, ROLE_VICTIM
 from ..killmails.parse import Killmail, Participant
+from ..redact import first_line
+from .tracked import TrackedSet
 
-NameLookup = Callable[[int], str | None]
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class InvolvementRow:
+    """One row of the `killmails` table (every column but `id` and `processed_at`).
+
+    Rows of one mail share their `zkb_data` and (attacker rows) `victim_data` objects:
+    treat those as read-only. The region and name columns may be filled in place
+    before the row is written."""
+
+    killmail_id: int
+    kill_time: dt.datetime
+    solar_system_id: int | None
+    solar_system_name: str | None
+    region_id: int | None
+    region_name: str | None
+    total_value: Decimal | None
+    character_role: str
+    related_character_id: int
+    related_character_name: str | None
+    ship_type_id: int | None
+    ship_type_name: str | None
+    final_blow: bool
+    solo: bool
+    npc: bool
+    attacker_count: int
+    zkb_data: Mapping[str, Any] | None
+    victim_data: Mapping[str, Any] | None
+    attacker_data: Mapping[str, Any] | None
+
+    @property
+    def key(self) -> tuple[int, int, str]:
+        """The involvement's identity: (killmail, character, role)."""
+        return (self.killmail_id, self.related_character_id, self.character_role)
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(InvolvementRow))
+"""The `killmails` columns an `InvolvementRow` carries, in field order."""
+
+RowFill = Callable[[Sequence[InvolvementRow]], None]
+"""Fills columns of rows in place before they are written (`enrichment.fill.RowFiller`)."""
 
 
 def _victim_data(victim: Participant, with_items: bool) -> dict[str, Any]:
@@ -23,75 +72,92 @@ def _victim_data(victim: Participant, with_items: bool) -> dict[str, Any]:
     return data
 
 
-def _row(
-    shared: dict[str, Any],
-    who: Participant,
-    role: str,
-    name_of: NameLookup | None,
-    victim_data: dict[str, Any],
-) -> dict[str, Any]:
-    character_id = who.character_id
-    assert character_id is not None
-    name = who.character_name or (name_of(character_id) if name_of else None)
-    row = dict(shared)
-    row["character_role"] = role
-    row["related_character_id"] = character_id
-    row["related_character_name"] = name
-    row["ship_type_id"] = who.ship_type_id
-    row["ship_type_name"] = who.ship_type_name
-    row["final_blow"] = role == ROLE_ATTACKER and who.final_blow
-    row["victim_data"] = victim_data
-    row["attacker_data"] = dict(who.raw) if role == ROLE_ATTACKER else None
-    return row
-
-
-def involvement_rows(
-    mail: Killmail,
-    tracked: Collection[int],
-    name_of: NameLookup | None = None,
-) -> list[dict[str, Any]]:
+def involvement_rows(mail: Killmail, tracked: TrackedSet) -> list[InvolvementRow]:
     """Rows for every tracked character on the mail: the victim, and each tracked
     attacker once (their final-blow entry if they appear more than once).
 
-    Rows carry no `processed_at`: `store.write_rows` stamps it when it writes them.
-    The rows of one mail share their `zkb_data` and (attacker rows) `victim_data`
-    objects: treat them as read-only."""
+    A character's name is the mail's own, else the tracked set's. Regions are left empty
+    (see `RowBatch`); rows carry no `processed_at` (see `store.write_rows`)."""
+    ids = tracked.ids
     victim = mail.victim
-    victim_tracked = victim.character_id is not None and victim.character_id in tracked
+    victim_tracked = victim.character_id is not None and victim.character_id in ids
     chosen: dict[int, Participant] = {}
     for attacker in mail.attackers:
         cid = attacker.character_id
-        if cid is None or cid not in tracked:
+        if cid is None or cid not in ids:
             continue
         if cid not in chosen or (attacker.final_blow and not chosen[cid].final_blow):
             chosen[cid] = attacker
     if not victim_tracked and not chosen:
         return []
-    shared = {
-        "killmail_id": mail.killmail_id,
-        "kill_time": mail.kill_time,
-        "solar_system_id": mail.solar_system_id,
-        "solar_system_name": mail.solar_system_name,
-        # Filled by region enrichment (see writer.Writer.enrich); empty until then.
-        "region_id": None,
-        "region_name": None,
-        "total_value": mail.total_value,
-        "solo": bool(mail.zkb and mail.zkb.solo),
-        "npc": mail.is_npc_kill,
-        "attacker_count": len(mail.attackers),
-        "zkb_data": dict(mail.zkb.raw) if mail.zkb else None,
-    }
-    rows: list[dict[str, Any]] = []
-    if victim_tracked:
-        rows.append(
-            _row(shared, victim, ROLE_VICTIM, name_of, _victim_data(victim, with_items=True))
+    name_of = tracked.names.get
+    zkb = mail.zkb
+    shared = (mail.killmail_id, mail.kill_time, mail.solar_system_id, mail.solar_system_name)
+    total_value = mail.total_value
+    outcome = (bool(zkb and zkb.solo), mail.is_npc_kill, len(mail.attackers))
+    zkb_data = dict(zkb.raw) if zkb else None
+
+    def row(
+        role: str, cid: int, who: Participant, victim_data: dict[str, Any], attacker: bool
+    ) -> InvolvementRow:
+        return InvolvementRow(
+            *shared,
+            None,  # region_id, filled by RowBatch.take
+            None,  # region_name
+            total_value,
+            role,
+            cid,
+            who.character_name or name_of(cid),
+            who.ship_type_id,
+            who.ship_type_name,
+            attacker and who.final_blow,
+            *outcome,
+            zkb_data,
+            victim_data,
+            dict(who.raw) if attacker else None,
         )
+
+    rows: list[InvolvementRow] = []
+    if victim_tracked and victim.character_id is not None:
+        with_items = _victim_data(victim, with_items=True)
+        rows.append(row(ROLE_VICTIM, victim.character_id, victim, with_items, False))
     if chosen:
         without_items = _victim_data(victim, with_items=False)
-        rows.extend(_row(shared, a, ROLE_ATTACKER, name_of, without_items) for a in chosen.values())
+        rows.extend(
+            row(ROLE_ATTACKER, cid, who, without_items, True) for cid, who in chosen.items()
+        )
     return rows
 
 
-def tracked_names(characters: Mapping[int, str | None]) -> NameLookup:
-    """A name lookup over a mapping of tracked character id -> name."""
-    return characters.get
+class RowBatch:
+    """Involvement rows of matched mails, gathered for one write.
+
+    `add()` builds a mail's rows (names from the mail, else from the tracked set it was
+    matched against); `take()` fills regions and names with `fill` (the universe
+    tables) and hands the rows over. A failing `fill` is logged and the rows are taken
+    as they are: enrichment fills them later, nothing is lost."""
+
+    __slots__ = ("fill", "_rows")
+
+    def __init__(self, fill: RowFill | None = None) -> None:
+        self.fill = fill
+        self._rows: list[InvolvementRow] = []
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(self, mail: Killmail, tracked: TrackedSet) -> int:
+        """Add the mail's rows; returns how many (0 when nobody tracked is on it)."""
+        rows = involvement_rows(mail, tracked)
+        self._rows.extend(rows)
+        return len(rows)
+
+    def take(self) -> list[InvolvementRow]:
+        """The rows gathered so far, filled; the batch is empty afterwards."""
+        rows, self._rows = self._rows, []
+        if rows and self.fill is not None:
+            try:
+                self.fill(rows)
+            except Exception as exc:  # noqa: BLE001 - filling must never lose rows
+                log.warning("wn-persist: rows stored without regions/names: %s", first_line(exc))
+        return rows

@@ -8,33 +8,46 @@ that carries one; a stored value is never replaced.
 each write transaction, whatever the rows carry: rows that waited in a buffer or were
 retried are stamped when they are committed, not when they were built.
 
-Rows go to the driver directly (`executemany`; psycopg2's `execute_values`) with the
-INSERT ... ON CONFLICT text written once here: building the same statement with peewee
-took about 80% of the writer's time. Values are converted as the model fields would.
+Rows arrive as `rows.InvolvementRow` and go to the driver directly (`executemany`;
+psycopg2's `execute_values`) with the INSERT ... ON CONFLICT text written once here:
+building the same statement with peewee took about 80% of the writer's time. Values are
+converted as the model fields would.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from peewee import Database, DatabaseError, JSONField, __exception_wrapper__
+from peewee import (  # type: ignore[attr-defined]  # EXCEPTIONS: public, not in the stubs
+    EXCEPTIONS,
+    Database,
+    DatabaseError,
+    ExceptionWrapper,
+    Field,
+    JSONField,
+)
 
 from ..db.connect import is_sqlite, write_transaction
-from ..db.dialect import to_utc
+from ..db.dialect import stored_instant
 from ..db.fields import ISKField, UTCDateTimeField, json_dumps, to_isk
 from ..db.models import Involvement
 from ..redact import first_line
+from .rows import COLUMNS, InvolvementRow
 
 log = logging.getLogger(__name__)
+
+driver_errors = ExceptionWrapper(EXCEPTIONS)
+"""Re-raises a DB-API driver's exceptions as peewee's (raw cursor work bypasses peewee)."""
 
 BATCH_SIZE = 500
 """Rows per INSERT statement: 21 columns x 500 stays far below psycopg's parameter cap."""
 
-CONFLICT_TARGET = [
+CONFLICT_TARGET: list[Field] = [
     Involvement.killmail_id,
     Involvement.related_character_id,
     Involvement.character_role,
@@ -45,21 +58,25 @@ CONFLICT_TARGET = [
 class WriteResult:
     rows: int = 0
     """Rows offered."""
-    failed: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    failed: list[tuple[InvolvementRow, str]] = field(default_factory=list)
     """Rows that could not be written, with the database's reason."""
 
 
 _UPDATE_ON_CONFLICT = ("total_value", "zkb_data", "solo", "processed_at")
-_FIELDS = [f for f in Involvement._meta.sorted_fields if f.name != "id"]
 _PROCESSED_AT = Involvement.processed_at
+_FIELDS: list[Field] = [f for f in Involvement._meta.sorted_fields if f.name != "id"]
+"""The columns written: the row's columns, then `processed_at` (the write's stamp)."""
+if [f.name for f in _FIELDS] != [*COLUMNS, _PROCESSED_AT.name]:
+    raise RuntimeError("InvolvementRow and the Involvement model list different columns")
+_values_of = operator.attrgetter(*COLUMNS)
 
 
-def _sqlite_time(value: Any) -> str:
-    return to_utc(value).replace(tzinfo=None).isoformat(sep=" ")
+def _sqlite_time(value: Any) -> Any:
+    return stored_instant(value, sqlite=True)
 
 
 def _pg_time(value: Any) -> Any:
-    return to_utc(value).replace(tzinfo=None)
+    return stored_instant(value, sqlite=False)
 
 
 def _sqlite_isk(value: Any) -> str | None:
@@ -107,45 +124,43 @@ def _utcnow() -> dt.datetime:
 
 
 def _params(
-    db: Database, rows: Sequence[dict[str, Any]], stamp: dt.datetime
+    db: Database, rows: Sequence[InvolvementRow], stamp: dt.datetime
 ) -> list[tuple[Any, ...]]:
+    converters = _converters(db)
+    stamp_value = converters[-1](stamp)
     spec = [
-        (f.column_name, conv, None if callable(f.default) else f.default, isinstance(f, JSONField))
-        for f, conv in zip(_FIELDS, _converters(db), strict=True)
+        (index, conv, isinstance(f, JSONField))
+        for index, (f, conv) in enumerate(zip(_FIELDS[:-1], converters[:-1], strict=True))
+        if conv is not None
     ]
-    stamped = _PROCESSED_AT.column_name
-    stamp_value = next(conv for (name, conv, *_) in spec if name == stamped)(stamp)
     # Rows of one mail share their JSON objects (involvement_rows): encode each once.
     # Keyed by id(); the rows keep every object alive for the whole call.
     encoded: dict[int, Any] = {}
     out = []
     for row in rows:
-        values = []
-        for name, conv, default, is_json in spec:
-            if name == stamped:
-                values.append(stamp_value)
+        values = [*_values_of(row), stamp_value]
+        for index, conv, is_json in spec:
+            value = values[index]
+            if value is None:
                 continue
-            value = row.get(name, default)
-            if conv is not None and value is not None:
-                if is_json:
-                    key = id(value)
-                    done = encoded.get(key)
-                    if done is None:
-                        done = encoded[key] = conv(value)
-                    value = done
-                else:
-                    value = conv(value)
-            values.append(value)
+            if is_json:
+                key = id(value)
+                done = encoded.get(key)
+                if done is None:
+                    done = encoded[key] = conv(value)
+                values[index] = done
+            else:
+                values[index] = conv(value)
         out.append(tuple(values))
     return out
 
 
-def _insert(db: Database, rows: Sequence[dict[str, Any]], stamp: dt.datetime) -> None:
+def _insert(db: Database, rows: Sequence[InvolvementRow], stamp: dt.datetime) -> None:
     """The rows through the driver, in the caller's transaction, stamped `processed_at =
     stamp`; driver errors come out as peewee's exceptions."""
     params = _params(db, rows, stamp)
     cursor = db.cursor()
-    with __exception_wrapper__:
+    with driver_errors:
         if is_sqlite(db):
             marks = ", ".join("json(?)" if isinstance(f, JSONField) else "?" for f in _FIELDS)
             cursor.executemany(_statement(db, f"({marks})"), params)
@@ -158,19 +173,15 @@ def _insert(db: Database, rows: Sequence[dict[str, Any]], stamp: dt.datetime) ->
             cursor.executemany(_statement(db, f"({marks})"), params)
 
 
-def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _unique(rows: list[InvolvementRow]) -> list[InvolvementRow]:
     """One row per involvement key, as the database would keep them: the first, unless a
     later one has a value it lacks. (PostgreSQL refuses a statement whose ON CONFLICT
     would update the same row twice.)"""
     at: dict[Any, int] = {}
-    out: list[dict[str, Any]] = []
+    out: list[InvolvementRow] = []
     for row in rows:
         try:
-            key = (
-                row.get("killmail_id"),
-                row.get("related_character_id"),
-                row.get("character_role"),
-            )
+            key = row.key
             index = at.get(key)
         except TypeError:  # an unhashable key: a bad row, left for the database to refuse
             out.append(row)
@@ -178,20 +189,19 @@ def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if index is None:
             at[key] = len(out)
             out.append(row)
-        elif out[index].get("total_value") is None and row.get("total_value") is not None:
+        elif out[index].total_value is None and row.total_value is not None:
             out[index] = row
     return out
 
 
 def write_rows(
-    db: Database, rows: Iterable[dict[str, Any]], now: dt.datetime | None = None
+    db: Database, rows: Iterable[InvolvementRow], now: dt.datetime | None = None
 ) -> WriteResult:
     """Write involvement rows in one transaction; idempotent. Rows with the same key in
     one call are written once (the one with a value, if any).
 
     Every row written gets `processed_at` = the time of the write (taken inside the
-    transaction; `now` fixes it, for tests and imports of old data), overriding any
-    `processed_at` a row carries.
+    transaction; `now` fixes it, for tests and imports of old data).
 
     If the batch fails as a whole (a bad row, or a value its column refuses), each row is
     retried in its own savepoint so one bad row never loses the rest; the bad ones are

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from peewee import EXCLUDED, Database, fn
+from peewee import EXCLUDED, Database, chunked, fn
 
 from ..db.connect import write_transaction
 from ..db.fields import to_id
@@ -53,6 +53,15 @@ class TrackedSet:
     @classmethod
     def of(cls, entries: Iterable[TrackedEntry]) -> TrackedSet:
         names = {e.character_id: e.character_name for e in entries}
+        return cls(frozenset(names), MappingProxyType(names))
+
+    @classmethod
+    def of_ids(cls, ids: Iterable[int] | Mapping[int, str | None]) -> TrackedSet:
+        """From character ids (ints or digit strings), or a mapping of id -> name."""
+        if isinstance(ids, Mapping):
+            names = {to_id(k): v for k, v in ids.items()}
+        else:
+            names = {to_id(i): None for i in ids}
         return cls(frozenset(names), MappingProxyType(names))
 
     def __len__(self) -> int:
@@ -198,9 +207,9 @@ def store_tracked(
         T.updated_at: EXCLUDED.updated_at,
     }
     with write_transaction(db):
-        for start in range(0, len(rows), UPSERT_BATCH):
+        for batch in chunked(rows, UPSERT_BATCH):
             (
-                T.insert_many(rows[start : start + UPSERT_BATCH])
+                T.insert_many(batch)
                 .on_conflict(conflict_target=[T.character_id], update=keep)
                 .execute(db)
             )
@@ -212,8 +221,12 @@ def store_tracked(
     return len(rows)
 
 
-def load_tracked(db: Database) -> TrackedSet:
-    """The characters currently tracked according to the table."""
+def load_tracked(db: Database, extra: Iterable[int] = ()) -> TrackedSet:
+    """The characters currently tracked according to the table, plus the `extra` ids
+    (e.g. a backfill's `--track`; their names come from the table when it has them)."""
     T = TrackedCharacter
     rows = T.select(T.character_id, T.character_name).where(T.tracked).tuples()
-    return TrackedSet.of(TrackedEntry(int(cid), name) for cid, name in rows.execute(db))
+    names: dict[int, str | None] = {int(cid): name for cid, name in rows.execute(db)}
+    for character_id in extra:
+        names.setdefault(to_id(character_id), None)
+    return TrackedSet(frozenset(names), MappingProxyType(names))

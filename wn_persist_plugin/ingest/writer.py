@@ -1,8 +1,9 @@
 """The background writer: a bounded queue of matched killmails, written in batches.
 
-The host's thread only appends `(envelope, tracked snapshot)` to the queue (see
-`plugin.PersistencePlugin.on_kill_processed`); this thread parses the mails, builds their
-involvement rows and writes them with `store.write_rows`, one transaction per batch.
+The host's thread only matches a mail (`match.involves`) and appends `(envelope, tracked
+snapshot)` to the queue (see `plugin.PersistencePlugin.on_kill_processed`); this thread
+parses the mails, gathers their involvement rows in a `rows.RowBatch` (names and regions
+filled) and writes them with `store.write_rows`, one transaction per batch.
 
 - Queue full: the new mail is refused (drop-newest), counted in `dropped` and logged at
   most once a minute; the host is never blocked and nothing already queued is lost.
@@ -29,39 +30,21 @@ from typing import Any
 from peewee import Database, InterfaceError, OperationalError
 from playhouse.pool import MaxConnectionsExceeded
 
+from ..db.dialect import is_sqlite
 from ..killmails import parse as km
 from ..redact import first_line
 from ..settings import WriterSettings
-from .rows import involvement_rows
+from ..throttle import Throttle
+from .rows import InvolvementRow, RowBatch, RowFill
 from .store import write_rows
 from .tracked import TrackedSet
 
 log = logging.getLogger(__name__)
 
-Rows = list[dict[str, Any]]
-RowEnricher = Callable[[Rows], None]
-"""Fills columns of rows in place before they are written (e.g. region enrichment)."""
-
-
-class _Throttle:
-    """Lets a message through at most once per `interval` seconds; counts the rest."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._next = 0.0
-        self.suppressed = 0
-
-    def ready(self) -> bool:
-        now = time.monotonic()
-        if now >= self._next:
-            self._next = now + self.interval
-            return True
-        self.suppressed += 1
-        return False
-
-    def take_suppressed(self) -> int:
-        count, self.suppressed = self.suppressed, 0
-        return count
+SQLITE_WRITE_WAIT = 5.0
+"""Longest wait for SQLite's write lock per attempt (the busy timeout of the writer's
+connection): a lock held longer counts as an outage, retried with backoff, so that the
+writer reports it and a shutdown is not held up by SQLite's 30 s default."""
 
 
 class _Flush:
@@ -103,14 +86,14 @@ class Writer:
         db: Database,
         settings: WriterSettings | None = None,
         *,
-        enrich: RowEnricher | None = None,
+        fill: RowFill | None = None,
         name: str = "wn-persist-writer",
     ) -> None:
         self.db = db
         self.settings = settings or WriterSettings()
-        # Region enrichment plugs in here: a callable that fills region_id/region_name
-        # (or any column) of the rows in place, run on this thread before each write.
-        self.enrich = enrich
+        # Regions and names from the universe tables (`enrichment.fill.RowFiller`), filled
+        # into each batch on this thread before it is written.
+        self._batch = RowBatch(fill)
         self.counters = WriterCounters()
         self.dropped = 0
         self._queue: collections.deque[Any] = collections.deque()
@@ -126,8 +109,11 @@ class Writer:
         self._offer_lock = threading.Lock()
         self._gave_up = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._drop_log = _Throttle(60.0)
-        self._retry_log = _Throttle(30.0)
+        self._drop_log = Throttle(60.0)
+        self._retry_log = Throttle(60.0)
+        self._down_since: float | None = None
+        """When the database became unreachable (monotonic); None while it answers."""
+        self._written_at_down = 0
         self._drop_lock = threading.Lock()
 
     # -- host side ---------------------------------------------------------------------
@@ -135,10 +121,6 @@ class Writer:
     def start(self) -> Writer:
         self._thread.start()
         return self
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
 
     def offer(self, envelope: Any, tracked: TrackedSet) -> bool:
         """Queue a matched mail; False (and counted in `dropped`) when the queue is full or
@@ -201,6 +183,11 @@ class Writer:
         """Mails waiting or being written (O(1); may be one batch old for a reader)."""
         return max(0, self._offered - self._taken) + self._in_flight
 
+    @property
+    def accepted(self) -> int:
+        """Mails `offer()` accepted since the start (`accepted + dropped` = offered)."""
+        return self._offered
+
     def _drop(self, envelope: Any) -> None:
         with self._drop_lock:
             self.dropped += 1
@@ -246,64 +233,61 @@ class Writer:
             except Exception:  # noqa: BLE001 - closing a dead connection may fail
                 pass
 
-    def _take(self) -> tuple[Rows, int, Any]:
+    def _take(self) -> tuple[list[InvolvementRow], int, Any]:
         """Pop mails until the batch holds `batch_rows` rows, the queue is empty or a
-        control item comes next; parse them into rows."""
-        rows: Rows = []
+        control item comes next; their rows, filled, with the number of mails."""
+        batch = self._batch
         mails = 0
         queue = self._queue
         limit = self.settings.batch_rows
-        while len(rows) < limit:
+        control = None
+        while len(batch) < limit:
             try:
                 item = queue.popleft()
             except IndexError:
                 break
             if type(item) is not tuple:
-                return rows, mails, item
+                control = item
+                break
             mails += 1
             self._in_flight = mails
             self._taken += 1
-            rows.extend(self._rows_for(*item))
-        return rows, mails, None
+            self._add(batch, *item)
+        return batch.take(), mails, control
 
-    def _rows_for(self, envelope: Any, tracked: TrackedSet) -> Rows:
+    def _add(self, batch: RowBatch, envelope: Any, tracked: TrackedSet) -> None:
         try:
             mail = km.parse(envelope)
         except km.MalformedKillmail as exc:
             self.counters.malformed += 1
             log.warning("wn-persist: skipped malformed %s", exc)
-            return []
+            return
         except Exception as exc:  # noqa: BLE001 - never let one mail stop the writer
             self.counters.malformed += 1
             log.warning("wn-persist: skipped unreadable killmail: %s", first_line(exc))
-            return []
+            return
         if mail.zkb_warning:
             self.counters.zkb_warnings += 1
             log.warning("wn-persist: killmail %d: %s", mail.killmail_id, mail.zkb_warning)
-        return involvement_rows(mail, tracked.ids, tracked.names.get)
+        batch.add(mail, tracked)
 
-    def _write(self, rows: Rows, mails: int) -> None:
-        if rows and self.enrich is not None:
-            try:
-                self.enrich(rows)
-            except Exception as exc:  # noqa: BLE001 - enrichment must never lose rows
-                log.warning("wn-persist: enrichment failed, rows stored without it: %s", exc)
+    def _write(self, rows: list[InvolvementRow], mails: int) -> None:
         if not rows:
             return
         if self._with_retry(lambda db: self._write_once(db, rows, mails), f"{mails} mails"):
             return
         self.counters.lost += mails
-        ids = sorted({row["killmail_id"] for row in rows})
+        ids = sorted({row.killmail_id for row in rows})
         log.error("wn-persist: gave up on %d killmails: %s", len(ids), ids)
 
-    def _write_once(self, db: Database, rows: Rows, mails: int) -> None:
+    def _write_once(self, db: Database, rows: list[InvolvementRow], mails: int) -> None:
         result = write_rows(db, rows)
         for row, reason in result.failed:
             log.warning(
                 "wn-persist: killmail %s (character %s, %s) not stored: %s",
-                row.get("killmail_id"),
-                row.get("related_character_id"),
-                row.get("character_role"),
+                row.killmail_id,
+                row.related_character_id,
+                row.character_role,
                 reason,
             )
         self.counters.write_errors += len(result.failed)
@@ -319,25 +303,36 @@ class Writer:
 
     def _with_retry(self, work: Callable[[Database], Any], what: str) -> bool:
         """Run `work(db)`; retry connection failures with backoff. False when given up
-        (shutdown deadline passed, or a non-connection error)."""
+        (shutdown deadline passed, or a non-connection error).
+
+        The outage is logged when it begins (with its cause), at most once a minute while
+        it lasts, and when the database answers again (with its length)."""
         delay = self.settings.retry_initial
         while True:
             try:
+                self._bound_lock_wait()
                 work(self.db)
+                if self._down_since is not None:
+                    self._database_back()
                 return True
             except (OperationalError, InterfaceError, MaxConnectionsExceeded) as exc:
                 # MaxConnectionsExceeded: every pooled connection stayed busy (e.g. a long
                 # statistics run); wait for one like for a database that is down.
                 self._reset_connection()
                 self.counters.retries += 1
+                if self._down_since is None:
+                    self._down_since = time.monotonic()
+                    self._written_at_down = self.counters.mails_written
+                    self._retry_log.reset()
                 if self._stopping and self._past_deadline():
                     self._gave_up = True
                     return False
-                if self._retry_log.ready():
+                cause = first_line(exc)
+                if self._retry_log.ready(cause):
                     log.warning(
                         "wn-persist: database unavailable (%s); retrying %s in %.1f s, "
                         "%d mails queued",
-                        first_line(exc),
+                        cause,
                         what,
                         delay,
                         self.queued,
@@ -349,6 +344,30 @@ class Writer:
                 return False
             self._sleep(delay)
             delay = min(delay * 2, self.settings.retry_max)
+
+    def _bound_lock_wait(self) -> None:
+        """SQLite: wait at most `SQLITE_WRITE_WAIT` seconds for the write lock, and never
+        past the shutdown deadline while stopping."""
+        if not is_sqlite(self.db):
+            return
+        wait = SQLITE_WRITE_WAIT
+        if self._stopping and self._deadline is not None:
+            wait = max(0.05, min(wait, self._deadline - time.monotonic()))
+        self.db.connect(reuse_if_open=True)
+        self.db.execute_sql(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+
+    def _database_back(self) -> None:
+        assert self._down_since is not None
+        down = time.monotonic() - self._down_since
+        self._down_since = None
+        self._retry_log.reset()
+        log.warning(
+            "wn-persist: database back after %.1f s unavailable; %d mails written since, "
+            "%d still queued",
+            down,
+            self.counters.mails_written - self._written_at_down,
+            self.queued,
+        )
 
     def _sleep(self, delay: float) -> None:
         if self._stopping:
@@ -369,6 +388,12 @@ class Writer:
             state = getattr(db, "_state", None)
             if state is not None:
                 state.reset()
+
+    def abandon(self, why: str) -> None:
+        """Give up everything still queued: counted `lost`, logged with the mails' ids."""
+        with self._offer_lock:
+            self._stopping = True
+        self._abandon(why)
 
     def _abandon(self, why: str) -> None:
         ids = []

@@ -9,14 +9,15 @@ Envelopes understood (see docs/killmails.md):
 - WandererNotifier's struct `{"killmail_id", "zkb", "esi_data": {...}}`
 
 `unwrap()` is cheap and only finds the ESI body and the zkb block; `participant_ids()`
-walks the ids for filtering; `parse()` validates everything and builds the typed value.
+walks the ids (matching against the tracked set is `ingest.match`); `parse()` validates
+everything and builds the typed value.
 Bad input raises `MalformedKillmail`, which carries the killmail id when one was found.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Set
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -123,7 +124,7 @@ def unwrap(envelope: Any) -> Envelope:
             body = envelope[key]
             if not isinstance(body, Mapping):
                 raise MalformedKillmail(
-                    f"{key!r} is {type(body).__name__}, not a mapping", _maybe_id(killmail_id)
+                    f"{key!r} is {type(body).__name__}, not a mapping", maybe_id(killmail_id)
                 )
             zkb = envelope.get("zkb", body.get("zkb"))
             killmail_id = killmail_id if killmail_id is not None else body.get("killmail_id")
@@ -138,7 +139,8 @@ def unwrap(envelope: Any) -> Envelope:
     return Envelope(envelope, zkb, killmail_id, hash_)
 
 
-def _maybe_id(value: Any) -> int | None:
+def maybe_id(value: Any) -> int | None:
+    """`value` as an id (see `fields.to_id`), or None when it is not one."""
     try:
         return _int(value)
     except (TypeError, ValueError):
@@ -169,52 +171,9 @@ def participant_ids(envelope: Envelope) -> tuple[int | None, list[int]]:
                 ids.append(raw if type(raw) is int else _int(raw))
     except (AttributeError, ValueError, TypeError) as exc:
         raise MalformedKillmail(
-            f"bad character id: {exc}", _maybe_id(envelope.killmail_id)
+            f"bad character id: {exc}", maybe_id(envelope.killmail_id)
         ) from None
     return victim_id, ids
-
-
-def involves(envelope: Any, ids: Set[int]) -> bool:
-    """True when a character in `ids` is on the mail; the hook's cheap filter.
-
-    Finds the ESI body like `unwrap()` and walks the victim and attackers through the set,
-    stopping at the first hit, without building any object. Plain dicts with integer ids
-    take a fast path; anything else goes through `unwrap()` + `participant_ids()`.
-    Raises `MalformedKillmail` when the structure or an id it reads is unusable (the rest
-    of a matched mail is validated by `parse()` later).
-    """
-    if type(envelope) is dict:
-        body = envelope.get("esi")
-        if body is None:
-            body = envelope.get("esi_data")
-            if body is None:
-                body = envelope if "package" not in envelope else None
-                if body is not None and "killmail" in body:
-                    body = None
-        if type(body) is dict:
-            victim = body.get("victim")
-            attackers = body.get("attackers")
-            if type(victim) is dict and type(attackers) is list:
-                try:
-                    cid = victim.get("character_id")
-                    if cid is not None:
-                        if type(cid) is not int:
-                            cid = _int(cid)
-                        if cid in ids:
-                            return True
-                    for attacker in attackers:
-                        cid = attacker.get("character_id")
-                        if cid is not None:
-                            if type(cid) is not int:
-                                cid = _int(cid)
-                            if cid in ids:
-                                return True
-                    return False
-                except (AttributeError, ValueError, TypeError):
-                    pass  # the general path below says what is wrong
-    found = unwrap(envelope)
-    victim_id, attacker_ids = participant_ids(found)
-    return victim_id in ids or not ids.isdisjoint(attacker_ids)
 
 
 def killmail_id_of(envelope: Any) -> int | None:
@@ -224,7 +183,7 @@ def killmail_id_of(envelope: Any) -> int | None:
     except MalformedKillmail as exc:
         return exc.killmail_id
     raw = found.killmail_id if found.killmail_id is not None else found.body.get("killmail_id")
-    return _maybe_id(raw)
+    return maybe_id(raw)
 
 
 def _structure_error(body: Mapping[str, Any], killmail_id: Any) -> MalformedKillmail:
@@ -235,7 +194,7 @@ def _structure_error(body: Mapping[str, Any], killmail_id: Any) -> MalformedKill
         reason = f"victim is {type(victim).__name__}, not a mapping"
     else:
         reason = f"attackers is {type(body.get('attackers')).__name__}, not a list"
-    return MalformedKillmail(reason, _maybe_id(killmail_id))
+    return MalformedKillmail(reason, maybe_id(killmail_id))
 
 
 def parse_time(value: Any) -> dt.datetime:
@@ -302,15 +261,21 @@ def _participant(raw: Any, victim: bool) -> Participant:
     )
 
 
+MAX_ISK = Decimal("1e15")
+"""The largest ISK value taken as real (1,000 trillion; the most expensive kills so far are
+a few trillion). A larger one is refused like a negative or infinite one."""
+
+
 def _value(raw: Mapping[str, Any], key: str) -> Decimal | None:
-    """An ISK value of the zkb block; negative, NaN or infinite values are refused."""
+    """An ISK value of the zkb block; negative, NaN, infinite and implausibly large
+    (> `MAX_ISK`) values are refused."""
     value = raw.get(key)
     try:
         amount = to_isk(value)
     except ValueError:
         amount = Decimal("NaN")
-    if amount is not None and (not amount.is_finite() or amount < 0):
-        raise ValueError(f"{key} {value!r} is not an ISK value")
+    if amount is not None and (not amount.is_finite() or amount < 0 or amount > MAX_ISK):
+        raise ValueError(f"{key} {value!r} is not a plausible ISK value")
     return amount
 
 
@@ -336,7 +301,7 @@ def parse(envelope: Any) -> Killmail:
     found = envelope if isinstance(envelope, Envelope) else unwrap(envelope)
     body = found.body
     raw_id = found.killmail_id if found.killmail_id is not None else body.get("killmail_id")
-    killmail_id = _maybe_id(raw_id)
+    killmail_id = maybe_id(raw_id)
     if killmail_id is None:
         raise MalformedKillmail(f"no usable killmail id ({raw_id!r})")
     victim = body.get("victim")
