@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
@@ -51,6 +51,9 @@ class InvolvementRow:
     zkb_data: Mapping[str, Any] | None
     victim_data: Mapping[str, Any] | None
     attacker_data: Mapping[str, Any] | None
+    repriced: bool = field(default=False, metadata={"column": False})
+    """Not a column: the mail was republished repriced, so `store.write_rows` replaces a
+    stored value with this row's."""
 
     @property
     def key(self) -> tuple[int, int, str]:
@@ -58,7 +61,9 @@ class InvolvementRow:
         return (self.killmail_id, self.related_character_id, self.character_role)
 
 
-COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(InvolvementRow))
+COLUMNS: tuple[str, ...] = tuple(
+    f.name for f in fields(InvolvementRow) if f.metadata.get("column", True)
+)
 """The `killmails` columns an `InvolvementRow` carries, in field order."""
 
 RowFill = Callable[[Sequence[InvolvementRow]], None]
@@ -115,6 +120,7 @@ def involvement_rows(mail: Killmail, tracked: TrackedSet) -> list[InvolvementRow
             zkb_data,
             victim_data,
             dict(who.raw) if attacker else None,
+            mail.repriced,
         )
 
     rows: list[InvolvementRow] = []

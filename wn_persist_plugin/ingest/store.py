@@ -2,7 +2,9 @@
 
 The same mail delivered again changes nothing, except that a mail stored without a value
 (no zkb block) gets its value, zkb block and a new `processed_at` from a later delivery
-that carries one; a stored value is never replaced.
+that carries one; a stored value is replaced only by a repriced republication (R2Z2's
+`sequence_updated`, `InvolvementRow.repriced`), whose new `processed_at` marks its periods
+for re-aggregation.
 
 `processed_at` (the change marker incremental aggregation reads) is stamped here, inside
 each write transaction, whatever the rows carry: rows that waited in a buffer or were
@@ -104,18 +106,26 @@ def _converters(db: Database) -> list[Any]:
     return out
 
 
-def _statement(db: Database, values: str) -> str:
-    """INSERT ... ON CONFLICT DO UPDATE (only filling a missing value): the same text
-    on SQLite and PostgreSQL apart from the placeholders."""
+def _statement(db: Database, values: str, repriced: bool = False) -> str:
+    """INSERT ... ON CONFLICT DO UPDATE (only filling a missing value; for `repriced`
+    rows, replacing a different one): the same text on SQLite and PostgreSQL apart from
+    the placeholders."""
     names = [f.column_name for f in _FIELDS]
     quoted = ", ".join(f'"{n}"' for n in names)
     target = ", ".join(f'"{f.column_name}"' for f in CONFLICT_TARGET)
     updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in _UPDATE_ON_CONFLICT)
     table = Involvement._meta.table_name
+    stored = f'"{table}"."total_value"'
+    if repriced:
+        changed = "IS DISTINCT FROM" if not is_sqlite(db) else "IS NOT"
+        condition = (
+            f'EXCLUDED."total_value" IS NOT NULL AND {stored} {changed} EXCLUDED."total_value"'
+        )
+    else:
+        condition = f'{stored} IS NULL AND EXCLUDED."total_value" IS NOT NULL'
     return (
         f'INSERT INTO "{table}" ({quoted}) VALUES {values} '
-        f"ON CONFLICT ({target}) DO UPDATE SET {updates} "
-        f'WHERE "{table}"."total_value" IS NULL AND EXCLUDED."total_value" IS NOT NULL'
+        f"ON CONFLICT ({target}) DO UPDATE SET {updates} WHERE {condition}"
     )
 
 
@@ -158,25 +168,34 @@ def _params(
 def _insert(db: Database, rows: Sequence[InvolvementRow], stamp: dt.datetime) -> None:
     """The rows through the driver, in the caller's transaction, stamped `processed_at =
     stamp`; driver errors come out as peewee's exceptions."""
+    for repriced in (False, True):
+        part = [row for row in rows if row.repriced is repriced]
+        if part:
+            _insert_part(db, part, stamp, repriced)
+
+
+def _insert_part(
+    db: Database, rows: Sequence[InvolvementRow], stamp: dt.datetime, repriced: bool
+) -> None:
     params = _params(db, rows, stamp)
     cursor = db.cursor()
     with driver_errors:
         if is_sqlite(db):
             marks = ", ".join("json(?)" if isinstance(f, JSONField) else "?" for f in _FIELDS)
-            cursor.executemany(_statement(db, f"({marks})"), params)
+            cursor.executemany(_statement(db, f"({marks})", repriced), params)
         elif type(cursor).__module__.startswith("psycopg2"):
             from psycopg2.extras import execute_values
 
-            execute_values(cursor, _statement(db, "%s"), params, page_size=BATCH_SIZE)
+            execute_values(cursor, _statement(db, "%s", repriced), params, page_size=BATCH_SIZE)
         else:
             marks = ", ".join("%s" for _ in _FIELDS)
-            cursor.executemany(_statement(db, f"({marks})"), params)
+            cursor.executemany(_statement(db, f"({marks})", repriced), params)
 
 
 def _unique(rows: list[InvolvementRow]) -> list[InvolvementRow]:
     """One row per involvement key, as the database would keep them: the first, unless a
-    later one has a value it lacks. (PostgreSQL refuses a statement whose ON CONFLICT
-    would update the same row twice.)"""
+    later one has a value it lacks or is a repricing. (PostgreSQL refuses a statement
+    whose ON CONFLICT would update the same row twice.)"""
     at: dict[Any, int] = {}
     out: list[InvolvementRow] = []
     for row in rows:
@@ -189,7 +208,7 @@ def _unique(rows: list[InvolvementRow]) -> list[InvolvementRow]:
         if index is None:
             at[key] = len(out)
             out.append(row)
-        elif out[index].total_value is None and row.total_value is not None:
+        elif row.total_value is not None and (out[index].total_value is None or row.repriced):
             out[index] = row
     return out
 

@@ -80,6 +80,9 @@ class Killmail:
     zkb: Zkb | None
     zkb_warning: str | None = None
     """Set when a zkb part was present but unusable (then `zkb` is None)."""
+    repriced: bool = False
+    """A republication after zKillboard repriced the mail (R2Z2's `sequence_updated`):
+    its values replace the stored ones."""
 
     @property
     def total_value(self) -> Decimal | None:
@@ -99,6 +102,8 @@ class Envelope:
     zkb: Any
     killmail_id: Any
     hash: Any
+    repriced: bool = False
+    """R2Z2 republished it with `sequence_updated` (new zkb values)."""
 
 
 def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
@@ -119,6 +124,7 @@ def unwrap(envelope: Any) -> Envelope:
     elif "package" in envelope and package is None:
         raise MalformedKillmail("empty RedisQ package")
     killmail_id = _first(envelope, "killmail_id", "killID")
+    repriced = bool(envelope.get("sequence_updated"))
     for key in ("esi", "esi_data", "killmail"):
         if key in envelope:
             body = envelope[key]
@@ -131,12 +137,12 @@ def unwrap(envelope: Any) -> Envelope:
             hash_ = _first(envelope, "hash", "killmail_hash") or _first(
                 body, "killmail_hash", "hash"
             )
-            return Envelope(body, zkb, killmail_id, hash_)
+            return Envelope(body, zkb, killmail_id, hash_, repriced)
     hash_ = _first(envelope, "hash", "killmail_hash")
     zkb = envelope.get("zkb")
     if hash_ is None and isinstance(zkb, Mapping):
         hash_ = zkb.get("hash")
-    return Envelope(envelope, zkb, killmail_id, hash_)
+    return Envelope(envelope, zkb, killmail_id, hash_, repriced)
 
 
 def maybe_id(value: Any) -> int | None:
@@ -342,4 +348,5 @@ def parse(envelope: Any) -> Killmail:
         attackers=parsed_attackers,
         zkb=zkb,
         zkb_warning=warning,
+        repriced=found.repriced and zkb is not None,
     )
