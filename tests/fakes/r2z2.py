@@ -1,5 +1,10 @@
 """A fake R2Z2 feed: `/ephemeral/sequence.json` and `/ephemeral/{N}.json` serving real
-killmails (R2Z2 envelopes) under consecutive sequence numbers."""
+killmails (R2Z2 envelopes) under consecutive sequence numbers.
+
+The feed's contract: a sequence not published yet is 404 (clients wait and ask again);
+`sequence.json` may lag the newest object (`lag`, up to ~50 on the real feed); a mail
+zKillboard reprices is published again under a new sequence with `sequence_updated` and
+its new zkb block (`republish`)."""
 
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ from .base import FakeServer
 class FakeR2Z2(FakeServer):
     """Sequences `first .. first + len(envelopes) - 1`; of those, `first .. published` are
     served (later ones are 404 until `publish()`), and ones before `expired_before` are
-    404 (expired). `sequence.json` reports `reported_latest` (default: `published`)."""
+    404 (expired). `sequence.json` reports `reported_latest` (default: `published` less
+    `lag`)."""
 
     def __init__(
         self,
@@ -31,13 +37,31 @@ class FakeR2Z2(FakeServer):
         self.published = self.last if published is None else published
         self.expired_before = first
         self.reported_latest: int | None = None
+        self.lag = 0
+
+    def republish(self, sequence: int, **zkb: Any) -> int:
+        """Publish the mail at `sequence` again, repriced (zkb values updated), under the
+        next sequence, with `sequence_updated`; returns the new sequence."""
+        with self.lock:
+            self.last += 1
+            old = self.objects[sequence]
+            self.objects[self.last] = {
+                **old,
+                "zkb": {**old.get("zkb", {}), **zkb},
+                "sequence_id": self.last,
+                "sequence_updated": self.last,
+            }
+            self.published = self.last
+            return self.last
 
     def publish(self, up_to: int) -> None:
         with self.lock:
             self.published = min(up_to, self.last)
 
     def latest(self) -> int:
-        return self.published if self.reported_latest is None else self.reported_latest
+        if self.reported_latest is not None:
+            return self.reported_latest
+        return max(self.first - 1, self.published - self.lag)
 
     def respond(self, path: str, headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
         if path == "/ephemeral/sequence.json":
