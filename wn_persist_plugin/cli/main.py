@@ -551,11 +551,11 @@ def doctor(app: AppContext, timeout: float) -> None:
     print a table with one line of advice per failed check. Exit 1 if any failed."""
     from ..doctor import Check, run_checks, settings_lines
 
+    settings: Settings | None = None
     try:
         settings = app.settings
     except ConfigError as exc:
         checks = [Check("settings", False, str(exc), "fix that variable (see docs/settings.md)")]
-        settings = None
     else:
         checks = run_checks(settings, timeout=timeout)
     width = max(len(c.name) for c in checks)

@@ -40,7 +40,7 @@ from .http import (
     status_cause,
     transport_cause,
 )
-from .ratelimit import RateLimitPacer, Ticket
+from .ratelimit import RateLimitPacer
 
 log = logging.getLogger(__name__)
 
@@ -198,13 +198,14 @@ class EsiClient:
         attempt = limited = 0
         while attempt < tries:
             self._respect_error_limit(what)
-            ticket: Ticket | None = self.pacer.acquire(route)
+            ticket = self.pacer.acquire(route)
+            answered = False
             try:
                 with self.session.request(
                     method, url, json=body, timeout=self.settings.timeout
                 ) as response:
                     self.pacer.release(route, ticket, response.status_code, response.headers)
-                    ticket = None
+                    answered = True
                     answer = self._answer(response, what, attempt, route)
             except requests.RequestException as exc:
                 # Any transport failure (refused, timed out, a body cut off mid-way, ...)
@@ -213,7 +214,7 @@ class EsiClient:
                     self._backoff.delay(attempt), transport_cause(exc, self.settings.timeout)
                 )
             finally:
-                if ticket is not None:  # no answer: free the tokens held for it
+                if not answered:  # no answer: free the tokens held for it
                     self.pacer.release(route, ticket, None, {})
             if isinstance(answer, _RateLimited):
                 limited += 1
