@@ -69,7 +69,7 @@ def test_static_data_download_sends_our_user_agent(fake_server, tmp_path):
     )
     assert [p.name for p in written] == ["mapRegions.csv"]
     assert fake_server.user_agents() == [user_agent("me@x.org")]
-    assert fake_server.received[0][2]["accept"] == "*/*"  # a .bz2 file, not JSON
+    assert fake_server.received[0][2]["accept"] == "*/*"  # a data file, not JSON
 
 
 def test_static_data_failures_are_one_line_source_errors(fake_server, tmp_path):
@@ -80,5 +80,9 @@ def test_static_data_failures_are_one_line_source_errors(fake_server, tmp_path):
             tmp_path / "sde", url, files=["mapRegions.csv"], session=make_session(retries=0)
         )
     assert isinstance(info.value, UniverseImportError) and isinstance(info.value, SourceError)
-    assert str(info.value) == f"static data (SDE): {url}/mapRegions.csv.bz2: connection refused"
+    # Both layouts are tried, and both named, in one line.
+    assert str(info.value) == (
+        f"static data (SDE): mapRegions.csv: tried {url}/csv/mapRegions.csv: connection "
+        f"refused; {url}/mapRegions.csv.bz2: connection refused"
+    )
     assert not list((tmp_path / "sde").iterdir())
