@@ -29,13 +29,14 @@ class FakeServer:
     "429:N" (429 with `Retry-After: N`), "timeout:S" (answer only after S seconds),
     "close" (drop the connection without an answer), "html" (200 with an HTML error page),
     "redirect" (302 to the same path: a loop). Path "*" matches every request.
-    `fail_for(path, fault, seconds)` serves one fault to every request for a while instead.
+    `fail_for(path, fault, seconds)` serves one fault to every request for `path` during
+    `seconds` from the first such request on.
     """
 
     def __init__(self) -> None:
         self.requests: list[Request] = []
         self.faults: dict[str, deque[str]] = defaultdict(deque)
-        self.windows: dict[str, tuple[str, float]] = {}
+        self.windows: dict[str, tuple[str, float, float | None]] = {}
         self.lock = threading.Lock()
         server = self
 
@@ -70,16 +71,20 @@ class FakeServer:
             self.faults[path].extend(faults)
 
     def fail_for(self, path: str, fault: str, seconds: float) -> None:
-        """Answer every request for `path` with `fault` for the next `seconds`."""
+        """Answer every request for `path` with `fault` during `seconds` from the first."""
         with self.lock:
-            self.windows[path] = (fault, time.monotonic() + seconds)
+            self.windows[path] = (fault, seconds, None)
 
     def _next_fault(self, path: str) -> str | None:
         with self.lock:
             window = self.windows.get(path)
             if window is not None:
-                if time.monotonic() < window[1]:
-                    return window[0]
+                fault, seconds, until = window
+                if until is None:
+                    until = time.monotonic() + seconds
+                    self.windows[path] = (fault, seconds, until)
+                if time.monotonic() < until:
+                    return fault
                 del self.windows[path]
             for key in (path, "*"):
                 if self.faults.get(key):

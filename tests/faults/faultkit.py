@@ -3,16 +3,19 @@ the report table, request-rate figures."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from wn_persist_plugin.db.connect import open_database
 from wn_persist_plugin.host import feed_state
@@ -174,17 +177,17 @@ def clean_env(**values: str) -> dict[str, str]:
 
 def feed_env(db_url: str, feed_url: str, tracked: Sequence[int], **values: str) -> dict[str, str]:
     """Settings for `wn-persist run` against the fake feed, fast timings."""
-    return clean_env(
-        DATABASE_URL=db_url,
-        R2Z2_BASE_URL=feed_url,
-        TRACKED_CHARACTER_IDS=",".join(map(str, tracked)),
-        R2Z2_NOT_FOUND_WAIT="0.1",
-        R2Z2_TIMEOUT="2",
-        R2Z2_MAX_BACKOFF="2",
-        HOST_CHECKPOINT_SECONDS="1",
-        PROGRESS_INTERVAL_SECONDS="1",
-        **values,
-    )
+    settings = {
+        "DATABASE_URL": db_url,
+        "R2Z2_BASE_URL": feed_url,
+        "TRACKED_CHARACTER_IDS": ",".join(map(str, tracked)),
+        "R2Z2_NOT_FOUND_WAIT": "0.1",
+        "R2Z2_TIMEOUT": "2",
+        "R2Z2_MAX_BACKOFF": "2",
+        "HOST_CHECKPOINT_SECONDS": "1",
+        "PROGRESS_INTERVAL_SECONDS": "1",
+    }
+    return clean_env(**{**settings, **values})
 
 
 class Proc:
@@ -290,3 +293,49 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str, proc: Pr
 
 def traceback_free(text: str) -> bool:
     return "Traceback (most recent call last)" not in text
+
+
+def settle(condition: Callable[[], Any], timeout: float) -> bool:
+    """Poll `condition` up to `timeout` seconds; whether it came true (no failure: the
+    assertions after the run say what was wrong)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+ADMIN_URL = os.environ.get("WN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@contextlib.contextmanager
+def database_gone(backend: str, url: str) -> Iterator[None]:
+    """SQLite: another connection holds the write lock. PostgreSQL: the database accepts
+    no connections and every session of it is terminated."""
+    if backend == "sqlite":
+        conn = sqlite3.connect(url[len("sqlite:///") :], isolation_level=None)
+        conn.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        return
+    import psycopg2
+
+    name = urlsplit(url).path.lstrip("/")
+    admin = psycopg2.connect(ADMIN_URL)
+    admin.autocommit = True
+    cur = admin.cursor()
+    cur.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    cur.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = %s AND pid <> pg_backend_pid()",
+        (name,),
+    )
+    try:
+        yield
+    finally:
+        cur.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        admin.close()
