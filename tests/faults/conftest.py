@@ -101,9 +101,7 @@ class Cluster:
         assert done.returncode == 0, done.stderr
 
     def start(self) -> None:
-        options = (
-            f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
-        )
+        options = f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
         done = self._run(
             "pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-o", options, "-w", "start"
         )

@@ -285,7 +285,9 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str, proc: Pr
         if value:
             return value
         if proc is not None and not proc.alive():
-            raise AssertionError(f"the process exited while waiting for {what}:\n{proc.err[-3000:]}")
+            raise AssertionError(
+                f"the process exited while waiting for {what}:\n{proc.err[-3000:]}"
+            )
         time.sleep(0.1)
     tail = f"; log:\n{proc.err[-3000:]}" if proc is not None else ""
     raise AssertionError(f"timed out after {timeout} s waiting for {what}{tail}")

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fakes.r2z2 import FakeR2Z2
 from faultkit import (
     FIRST,
     compare_rows,
@@ -28,7 +29,6 @@ from faultkit import (
     tracked_of,
     wait_until,
 )
-from fakes.r2z2 import FakeR2Z2
 
 DOWN_SECONDS = 6
 SHUTDOWN_TIMEOUT = 10
@@ -48,8 +48,12 @@ def test_postgres_server_stopped_and_started(pg_cluster, procs, mails):
         feed.reported_latest = FIRST
         proc = procs.start(["run"], feed_env(url, feed.url, tracked), name="pg")
         wait_until(lambda: FakeR2Z2.path(FIRST + 20) in feed.paths(), 30, "20 mails", proc)
-        wait_until(lambda: set(stored_rows(url)) >= expected_rows(mails[:20], tracked), 20,
-                   "the first rows", proc)
+        wait_until(
+            lambda: set(stored_rows(url)) >= expected_rows(mails[:20], tracked),
+            20,
+            "the first rows",
+            proc,
+        )
         pg_cluster.stop()
         assert not pg_cluster.running()
         feed.publish(FIRST + len(mails) - 1)
@@ -66,13 +70,18 @@ def test_postgres_server_stopped_and_started(pg_cluster, procs, mails):
     assert code == 0, log[-3000:]
     assert sorted(stored) == sorted(expected), "involvements lost or duplicated"
     lines = log.splitlines()
-    down = [i for i, line in enumerate(lines) if re.search(r"database .*(unavailable|unreachable)", line)]
+    down = [
+        i
+        for i, line in enumerate(lines)
+        if re.search(r"database .*(unavailable|unreachable)", line)
+    ]
     assert down, "the log never says the database went down"
     back = [
-        i for i, line in enumerate(lines)
+        i
+        for i, line in enumerate(lines)
         if re.search(r"\bdatabase\b.*\bback\b", line, re.IGNORECASE) and i > down[0]
     ]
-    assert back, "the log never says the database is back:\n" + "\n".join(lines[down[0]:][:40])
+    assert back, "the log never says the database is back:\n" + "\n".join(lines[down[0] :][:40])
 
 
 @pytest.mark.parametrize("stall", ["database down"])
@@ -106,7 +115,9 @@ def test_sigterm_during_an_outage(backend, fresh_url, procs, mails, stall):
                 took = time.monotonic() - clock
                 code = proc.popen.poll()
                 proc.kill()
-        outcome.exit_code = f"{code} after {took:.0f}s" if code is not None else f"none in {took:.0f}s"
+        outcome.exit_code = (
+            f"{code} after {took:.0f}s" if code is not None else f"none in {took:.0f}s"
+        )
         saved = position(fresh_url)
         log = proc.err
         restart = procs.start(["run"], env, name="restart")
@@ -164,7 +175,10 @@ def test_sqlite_on_a_full_disk(procs, mails):
     tracked = tracked_of(mails)
     expected = expected_rows(mails, tracked)
     outcome = record("SQLite on a full disk", expected=len(expected))
-    with small_file_system("8m") as folder, FakeR2Z2(mails, first=FIRST, published=FIRST + 4) as feed:
+    with (
+        small_file_system("8m") as folder,
+        FakeR2Z2(mails, first=FIRST, published=FIRST + 4) as feed,
+    ):
         url = f"sqlite:///{folder / 'wn.db'}"
         feed.reported_latest = FIRST
         proc = procs.start(["run"], feed_env(url, feed.url, tracked), name="full")

@@ -6,6 +6,7 @@ more than 20 requests (zKillboard's limit; server-side timestamps)."""
 from __future__ import annotations
 
 import pytest
+from fakes.r2z2 import FakeR2Z2
 from faultkit import (
     FIRST,
     compare_rows,
@@ -20,7 +21,6 @@ from faultkit import (
     tracked_of,
     wait_until,
 )
-from fakes.r2z2 import FakeR2Z2
 
 HTML_SECONDS = 25
 LIMIT = 20

@@ -10,6 +10,7 @@ import signal
 import time
 
 import pytest
+from fakes.r2z2 import FakeR2Z2
 from faultkit import (
     FIRST,
     clean_env,
@@ -25,7 +26,6 @@ from faultkit import (
     tracked_of,
     wait_until,
 )
-from fakes.r2z2 import FakeR2Z2
 
 from wn_persist_plugin.db import migrator
 from wn_persist_plugin.db.connect import is_postgres, open_database, write_transaction
