@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from faultkit import REPORT, Procs, report_table
+
+from faults.faultkit import REPORT, Procs, report_table
 
 HERE = Path(__file__).resolve().parent
 PG_BIN = Path(os.environ.get("WN_FAULTS_PG_BIN", "/usr/lib/postgresql/15/bin"))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from wn_persist_plugin.db.connect import open_database
+from wn_persist_plugin.db.connect import open_database, write_transaction
 from wn_persist_plugin.host import feed_state
 
 FIRST = 90_000_000
@@ -134,6 +134,17 @@ def position(url: str) -> int | None:
     db = open_database(url, bind=False)
     try:
         return feed_state.load_sequence(db)
+    finally:
+        db.close()
+
+
+def wipe_statistics(url: str) -> None:
+    """Delete every statistics row and watermark (the next aggregation builds anew)."""
+    db = open_database(url, bind=False)
+    try:
+        with write_transaction(db):
+            for table in ("killmail_statistics", "statistics_watermarks", "statistics_deletions"):
+                db.execute_sql(f"DELETE FROM {table}")
     finally:
         db.close()
 

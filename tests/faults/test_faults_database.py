@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from fakes.r2z2 import FakeR2Z2
-from faultkit import (
+
+from faults.faultkit import (
     FIRST,
     compare_rows,
     database_gone,

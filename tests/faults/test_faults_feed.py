@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 from fakes.r2z2 import FakeR2Z2
-from faultkit import (
+
+from faults.faultkit import (
     FIRST,
     compare_rows,
     expected_rows,

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from fakes.r2z2 import FakeR2Z2
-from faultkit import (
+
+from faults.faultkit import (
     FIRST,
     clean_env,
     compare_rows,
@@ -21,7 +22,6 @@ from faultkit import (
     stored_rows,
     traceback_free,
 )
-
 from wn_persist_plugin.db import migrator
 from wn_persist_plugin.db.connect import open_database
 from wn_persist_plugin.ingest.backfill import backfill_paths

@@ -11,7 +11,8 @@ from collections import Counter
 from contextlib import ExitStack
 
 from fakes.r2z2 import FakeR2Z2
-from faultkit import (
+
+from faults.faultkit import (
     FIRST,
     clean_env,
     compare_rows,
@@ -23,8 +24,8 @@ from faultkit import (
     stored_rows,
     tracked_of,
     wait_until,
+    wipe_statistics,
 )
-from test_faults_kill import _wipe_statistics
 
 JOB_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d):\d\d,\d+ .*aggregated daily \(")
 
@@ -85,7 +86,7 @@ def test_two_instances_share_one_database(tmp_path, postgres_server, procs, real
         statistics = statistics_rows(url)
         if len(statistics) != len(set(statistics)):
             problems.append(f"{backend}: duplicate statistics rows")
-        _wipe_statistics(url)
+        wipe_statistics(url)
         clean = procs.run(["aggregate", "--rebuild"], clean_env(DATABASE_URL=url))
         assert clean.popen.returncode == 0, clean.err
         if statistics != statistics_rows(url):

@@ -11,7 +11,8 @@ import time
 
 import pytest
 from fakes.r2z2 import FakeR2Z2
-from faultkit import (
+
+from faults.faultkit import (
     FIRST,
     clean_env,
     compare_rows,
@@ -25,8 +26,8 @@ from faultkit import (
     stored_rows,
     tracked_of,
     wait_until,
+    wipe_statistics,
 )
-
 from wn_persist_plugin.db import migrator
 from wn_persist_plugin.db.connect import is_postgres, open_database, write_transaction
 from wn_persist_plugin.ingest.rows import involvement_rows
@@ -80,20 +81,10 @@ def test_sigkill_during_ingest(backend, fresh_url, procs, rng, mails):
     assert aggregated.popen.returncode == 0, aggregated.err
     after = statistics_rows(fresh_url)
     assert after, "no statistics"
-    _wipe_statistics(fresh_url)
+    wipe_statistics(fresh_url)
     clean = procs.run(["aggregate", "--rebuild"], clean_env(DATABASE_URL=fresh_url))
     assert clean.popen.returncode == 0, clean.err
     assert after == statistics_rows(fresh_url)
-
-
-def _wipe_statistics(url: str) -> None:
-    db = open_database(url, bind=False)
-    try:
-        with write_transaction(db):
-            for table in ("killmail_statistics", "statistics_watermarks", "statistics_deletions"):
-                db.execute_sql(f"DELETE FROM {table}")
-    finally:
-        db.close()
 
 
 COLUMNS = (
@@ -198,7 +189,7 @@ def test_sigkill_during_rebuild(backend, fresh_url, procs, rng, real_envelopes):
     after = statistics_rows(fresh_url)
     assert len(after) == len(set(after)), "duplicate statistics rows"
 
-    _wipe_statistics(fresh_url)
+    wipe_statistics(fresh_url)
     scratch = procs.run(["aggregate", "--rebuild"], env, timeout=180)
     assert scratch.popen.returncode == 0, scratch.err
     assert after == statistics_rows(fresh_url)
