@@ -167,7 +167,6 @@
         { once: true }
       );
     });
-    dialog.addEventListener("cancel", (event) => event.preventDefault());
     dialog.showModal();
     input.focus();
     return tokenPrompt;
@@ -639,6 +638,8 @@
   }
 
   setupChartDefaults();
+  // The token dialog stays until a token is given (Escape does not close it).
+  document.getElementById("token-dialog").addEventListener("cancel", (event) => event.preventDefault());
   window.addEventListener("hashchange", render);
   render();
 })();
