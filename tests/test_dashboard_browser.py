@@ -189,13 +189,15 @@ def canvas_pixels(driver: Any) -> dict[str, Pixels]:
     """Per canvas of the page, its pixels read back with getImageData."""
     found = driver.execute_script(
         """
-        const series = arguments[0].map((hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)));
+        const series = arguments[0].map(
+          (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)));
         const out = {};
         document.querySelectorAll("canvas").forEach((canvas, i) => {
           const name = canvas.dataset.chart || `canvas-${i}`;
           const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
           const chart = Chart.getChart(canvas);
-          const legend = chart && chart.options.plugins.legend.display !== false ? chart.legend : null;
+          const legend = chart && chart.options.plugins.legend.display !== false
+            ? chart.legend : null;
           const scale = chart ? chart.currentDevicePixelRatio : 1;
           const inLegend = (x, y) => legend && x >= legend.left * scale && x <= legend.right * scale
             && y >= legend.top * scale && y <= legend.bottom * scale;
@@ -204,8 +206,9 @@ def canvas_pixels(driver: Any) -> dict[str, Pixels]:
             if (data[p + 3] === 0) continue;
             drawn++;
             const x = (p / 4) % canvas.width, y = Math.floor(p / 4 / canvas.width);
-            if (data[p + 3] > 40 && !inLegend(x, y) && series.some(([r, g, b]) =>
-                Math.abs(data[p] - r) < 10 && Math.abs(data[p + 1] - g) < 10 && Math.abs(data[p + 2] - b) < 10)) marks++;
+            const near = ([r, g, b]) => Math.abs(data[p] - r) < 10
+              && Math.abs(data[p + 1] - g) < 10 && Math.abs(data[p + 2] - b) < 10;
+            if (data[p + 3] > 40 && !inLegend(x, y) && series.some(near)) marks++;
           }
           out[name] = [canvas.width * canvas.height, drawn, marks];
         });
@@ -272,7 +275,8 @@ def test_leaderboard_rows_equal_the_api(driver, site, console):
         change(driver, "select-by", by, "leaderboard")
         assert_board_matches_api(driver, site, "monthly", by)
     for period in ("weekly", "daily"):
-        fragment = f"#/leaderboard?period={period}&by=isk_destroyed&start={busiest_period(site, period)}"
+        start = busiest_period(site, period)
+        fragment = f"#/leaderboard?period={period}&by=isk_destroyed&start={start}"
         open_view(driver, site.base, fragment, "leaderboard")
         assert_board_matches_api(driver, site, period, "isk_destroyed")
     assert severe(driver, console) == []
@@ -349,8 +353,9 @@ def test_characters_and_group_views(driver, site, console):
     open_view(driver, site.base, "#/", "group")
     totals = site.api("group/stats", period="monthly")["totals"]
     cards = driver.execute_script(
-        "return Object.fromEntries([...document.querySelectorAll('.card')].map((c) =>"
-        " [c.querySelector('.card-label').textContent, c.querySelector('.card-value').textContent]));"
+        "return Object.fromEntries([...document.querySelectorAll('.card')].map((c) => ["
+        "c.querySelector('.card-label').textContent,"
+        " c.querySelector('.card-value').textContent]));"
     )
     assert cards["Kills"] == f"{totals['kills']:,}" and cards["Losses"] == f"{totals['deaths']:,}"
     assert cards["ISK destroyed"].endswith(("m", "b", "t"))
@@ -364,9 +369,11 @@ def test_token_prompt_then_data(driver, site, console):
 
     def prompt_says(text: str) -> None:
         WebDriverWait(driver, WAIT).until(
-            lambda d: state(d)[0] == "token"
-            and text in d.find_element("id", "token-message").text
-            and d.find_element("id", "token-dialog").is_displayed()
+            lambda d: (
+                state(d)[0] == "token"
+                and text in d.find_element("id", "token-message").text
+                and d.find_element("id", "token-dialog").is_displayed()
+            )
         )
 
     def answer(token: str) -> None:
