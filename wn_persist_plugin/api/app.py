@@ -113,7 +113,9 @@ def openapi_document(app: falcon.App) -> dict[str, Any]:
     # /openapi.json itself is added after this snapshot; list it too.
     document.setdefault("paths", {})
     document["paths"] = {
-        path: item for path, item in document["paths"].items() if not path.startswith("/apidoc")
+        path: item
+        for path, item in document["paths"].items()
+        if not path.startswith("/apidoc") and path not in dashboard.ROUTES
     }
     if "/openapi.json" not in document["paths"]:
         document["paths"]["/openapi.json"] = {

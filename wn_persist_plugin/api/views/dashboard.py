@@ -13,6 +13,8 @@ import falcon
 from ..errors import Problem
 
 STATIC_PREFIX = "/static/"
+ROUTES = ("/", STATIC_PREFIX + "{name}")
+"""The dashboard's routes (not part of the JSON API's OpenAPI document)."""
 PAGE = "index.html"
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -96,5 +98,6 @@ class StaticFiles:
 def add_routes(app: falcon.App) -> None:
     """Register `/` and `/static/{name}` on `app`."""
     files = load_static()
-    app.add_route("/", DashboardPage(files))
-    app.add_route(STATIC_PREFIX + "{name}", StaticFiles(files))
+    page, static = ROUTES
+    app.add_route(page, DashboardPage(files))
+    app.add_route(static, StaticFiles(files))
