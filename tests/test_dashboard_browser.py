@@ -242,7 +242,9 @@ def board_rows(driver: Any) -> list[dict[str, Any]]:
         return [...document.querySelectorAll("#leaderboard tbody tr")].map((tr) => ({
           id: Number(tr.dataset.characterId),
           value: tr.dataset.value,
-          cells: [...tr.cells].map((td) => td.textContent),
+          rank: tr.cells[0].textContent,
+          metrics: Object.fromEntries([...tr.querySelectorAll("td[data-metric]")].map(
+            (td) => [td.dataset.metric, td.textContent])),
         }));
         """
     )
@@ -255,8 +257,10 @@ def assert_board_matches_api(driver: Any, site: Site, period: str, by: str) -> N
     assert expected["items"], (period, start, by)
     assert [r["id"] for r in rows] == [i["character_id"] for i in expected["items"]]
     for row, item in zip(rows, expected["items"], strict=True):
-        assert row["cells"][0] == str(item["rank"])
-        assert row["cells"][2] == f"{item['kills']:,}" and row["cells"][3] == f"{item['deaths']:,}"
+        assert row["rank"] == str(item["rank"])
+        shown = row["metrics"]
+        assert shown["kills"] == f"{item['kills']:,}" and shown["deaths"] == f"{item['deaths']:,}"
+        assert by in shown
         if item[by] is None:
             assert row["value"] == ""
         else:

@@ -393,29 +393,24 @@
         )
       );
       if (!board.items.length) return { nodes: [head, empty("No statistics for this period yet.")], draw: () => {} };
+      // The ranked figure is always a column; on a phone only it and the kills stay.
+      const columns = ["kills", "deaths", "isk_destroyed", "isk_lost", "efficiency"];
+      if (!columns.includes(by)) columns.push(by);
+      const short = { efficiency: "Eff.", isk_destroyed: "ISK destroyed", isk_lost: "ISK lost" };
+      const columnClass = (key) => `num${key === by ? " ranked" : key === "kills" ? "" : " hide-sm"}`;
       const table = el(
         "table",
         { class: "board", id: "leaderboard" },
         el("thead", {}, el("tr", {},
           el("th", { class: "num", text: "#" }),
           el("th", { text: "Pilot" }),
-          el("th", { class: "num", text: "Kills" }),
-          el("th", { class: "num", text: "Deaths" }),
-          el("th", { class: "num", text: "ISK destroyed" }),
-          el("th", { class: "num hide-sm", text: "ISK lost" }),
-          el("th", { class: "num hide-sm", text: "Eff." }),
-          by in { solo_kills: 1, final_blows: 1 } ? el("th", { class: "num", text: METRICS[by] }) : null
+          columns.map((key) => el("th", { class: columnClass(key), text: short[key] || METRICS[key] }))
         )),
         el("tbody", {}, board.items.map((row) =>
           el("tr", { dataset: { characterId: row.character_id, value: String(row[by] ?? "") } },
             el("td", { class: "num rank", text: row.rank }),
             el("td", {}, characterLink(row.character_id, row.character_name)),
-            el("td", { class: "num", text: count(row.kills) }),
-            el("td", { class: "num", text: count(row.deaths) }),
-            el("td", { class: "num", text: isk(row.isk_destroyed) }),
-            el("td", { class: "num hide-sm", text: isk(row.isk_lost) }),
-            el("td", { class: "num hide-sm", text: percent(row.efficiency) }),
-            by in { solo_kills: 1, final_blows: 1 } ? el("td", { class: "num", text: count(row[by]) }) : null
+            columns.map((key) => el("td", { class: columnClass(key), dataset: { metric: key }, text: figure(key, row[key]) }))
           )
         ))
       );
