@@ -23,6 +23,7 @@ from wn_persist_plugin.settings import (
     Seconds,
     Settings,
     Text,
+    Token,
     WriterSettings,
     load_settings,
 )
@@ -187,6 +188,7 @@ BAD_BY_KIND = {
     Cron: "every day",
     EveIds: "12,abc",
     DatabaseUrl: "mysql://u:pw@h/db",
+    Token: "short",
 }
 
 
@@ -268,7 +270,7 @@ def test_repr_masks_every_secret():
     secrets = {
         "POSTGRES_PASSWORD": "pg-pass-31337",
         "MAP_API_KEY": "map-key-31337",
-        "PERSISTENCE_API_TOKEN": "api-token-31337",
+        "PERSISTENCE_API_TOKEN": "api-token-31337-long",
     }
     s = load(POSTGRES_HOST="h", POSTGRES_USER="u", MAP_URL="https://m", MAP_NAME="m", **secrets)
     shown = repr(s) + str(s) + repr(s.map) + repr(s.http)
@@ -276,7 +278,7 @@ def test_repr_masks_every_secret():
         assert value not in shown
     assert "'***'" in repr(s.map) and "'***'" in repr(s.http)
     assert "postgresql://u:***@h:5432/wanderer_notifier" in repr(s)
-    assert s.map.api_key == "map-key-31337" and s.http.api_token == "api-token-31337"
+    assert s.map.api_key == "map-key-31337" and s.http.api_token == "api-token-31337-long"
     url = load(DATABASE_URL="postgresql://bob:hunter2@h/db")
     assert "hunter2" not in repr(url) and "bob:***@h/db" in repr(url)
 
