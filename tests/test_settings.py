@@ -93,7 +93,8 @@ def test_defaults_of_the_table_are_the_defaults_of_the_object():
 
 def test_secret_flags():
     secrets = {s.name for s in SETTINGS if s.secret}
-    assert secrets == {"DATABASE_URL", "POSTGRES_PASSWORD", "MAP_API_KEY", "PERSISTENCE_API_TOKEN"}
+    assert secrets == {"DATABASE_URL", "POSTGRES_PASSWORD", "MAP_API_KEY", "PERSISTENCE_API_TOKEN",
+                       "DISCORD_WEBHOOK_URL"}
 
 
 def test_the_r2z2_client_agrees_with_the_table():

@@ -16,7 +16,7 @@ from .context import ApiContext, FeedStatus
 from .errors import Problem
 from .metrics import HttpMetrics
 from .spec import SPEC
-from .views import characters, export, group, health, killmails, leaderboard
+from .views import characters, charts, export, group, health, killmails, leaderboard
 
 log = logging.getLogger(__name__)
 OPEN_ROUTES = frozenset({"/livez", "/readyz"})
@@ -92,6 +92,7 @@ def create_app(
     app.add_route(f"{base}/leaderboard", leaderboard.LeaderboardResource(ctx))
     app.add_route(f"{base}/group/stats", group.GroupStatsResource(ctx))
     app.add_route(f"{base}/export", export.ExportResource(ctx))
+    app.add_route(f"{base}/charts/{{name}}.png", charts.ChartResource(ctx))
     document = openapi_document(app)
     app.add_route("/openapi.json", health.OpenApi(document))
     return app

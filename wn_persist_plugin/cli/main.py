@@ -529,8 +529,11 @@ def run(
 
 
 from . import web  # noqa: E402 - its commands use the group and helpers above
+from . import charts, reports  # noqa: E402 - likewise
 
 web.register(main)
+charts.register(main)
+reports.register(main)
 
 
 if __name__ == "__main__":  # pragma: no cover
