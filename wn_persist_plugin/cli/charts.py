@@ -22,18 +22,35 @@ def chart_options(command: Any) -> Any:
     """The options every chart takes (the API's query parameters)."""
     for option in reversed(
         [
-            click.option("--character", type=CHARACTER_ID, default=None,
-                         help="Character id (default: the group)."),
-            click.option("--period", type=click.Choice(["daily", "weekly", "monthly"]),
-                         default="monthly", show_default=True),
-            click.option("--start", type=_DAY, default=None,
-                         help="Leaderboards: first day of the period (default: current)."),
+            click.option(
+                "--character",
+                type=CHARACTER_ID,
+                default=None,
+                help="Character id (default: the group).",
+            ),
+            click.option(
+                "--period",
+                type=click.Choice(["daily", "weekly", "monthly"]),
+                default="monthly",
+                show_default=True,
+            ),
+            click.option(
+                "--start",
+                type=_DAY,
+                default=None,
+                help="Leaderboards: first day of the period (default: current).",
+            ),
             click.option("--from", "first", type=_DAY, default=None, help="First day (UTC)."),
             click.option("--to", "last", type=_DAY, default=None, help="Last day (UTC)."),
             click.option("--width", type=int, default=1200, show_default=True),
             click.option("--height", type=int, default=600, show_default=True),
-            click.option("--limit", type=int, default=10, show_default=True,
-                         help="Bars shown (leaderboards, top lists)."),
+            click.option(
+                "--limit",
+                type=int,
+                default=10,
+                show_default=True,
+                help="Bars shown (leaderboards, top lists).",
+            ),
         ]  # fmt: skip
     ):
         command = option(command)

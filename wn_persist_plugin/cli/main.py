@@ -528,8 +528,11 @@ def run(
 # --- end of `wn-persist run` ---------------------------------------------------------------
 
 
-from . import web  # noqa: E402 - its commands use the group and helpers above
-from . import charts, reports  # noqa: E402 - likewise
+from . import (  # noqa: E402 - likewise
+    charts,
+    reports,
+    web,  # noqa: E402 - its commands use the group and helpers above
+)
 
 web.register(main)
 charts.register(main)

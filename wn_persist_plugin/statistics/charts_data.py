@@ -74,7 +74,9 @@ def top_entities(
         key=lambda item: (-item[1], item[0]),
     )[:limit]
     keys = {key for key, _ in ranked}
-    names = lookup_names(db, keys if kind == "ships" else set(), keys if kind == "regions" else set())
+    names = lookup_names(
+        db, keys if kind == "ships" else set(), keys if kind == "regions" else set()
+    )
     out = []
     for key, count in ranked:
         entity_id = int(key) if key.isdigit() else None
