@@ -28,8 +28,11 @@ __all__ = [
 
 
 def available() -> bool:
-    """True when matplotlib (the `charts` extra) is installed."""
-    return importlib.util.find_spec("matplotlib") is not None
+    """True when matplotlib (the `charts` extra) is installed and importable."""
+    try:
+        return importlib.util.find_spec("matplotlib") is not None
+    except (ImportError, ValueError):  # a module blocked in sys.modules has no spec
+        return False
 
 
 def render_png(chart: Chart) -> bytes:
