@@ -7,8 +7,8 @@ import io
 import struct
 from typing import Any
 
-from PIL import Image
 from peewee import Database
+from PIL import Image
 
 from wn_persist_plugin.charts import CHART_NAMES
 
@@ -33,11 +33,11 @@ def busiest(db: Database) -> tuple[int, dt.date]:
     """The character with the most involvements, and the monthly period with most kills."""
     cid = db.execute_sql(
         "SELECT related_character_id FROM killmails GROUP BY 1 ORDER BY COUNT(*) DESC, 1 LIMIT 1"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     start = db.execute_sql(
         "SELECT period_start FROM killmail_statistics WHERE period_type = 'monthly' "
         "GROUP BY period_start ORDER BY SUM(kills_count) DESC, period_start LIMIT 1"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     return int(cid), dt.date.fromisoformat(str(start))
 
 

@@ -17,8 +17,18 @@ from click.testing import CliRunner
 
 from wn_persist_plugin.charts import CHART_NAMES, ChartRequest, load_chart, render_png
 from wn_persist_plugin.cli import main
+from wn_persist_plugin.db.connect import database_proxy
 
 ENV_BASE = {"ENABLE_PERSISTENCE": "", "POSTGRES_HOST": ""}
+
+
+@pytest.fixture(autouse=True)
+def cli_binds_its_own_database(seeded):
+    """The CLI binds the models to the database it opens; give them back afterwards."""
+    yield
+    if database_proxy.obj is not seeded.db:
+        database_proxy.obj.close()
+        database_proxy.initialize(seeded.db)
 
 
 def cli_args(options: dict[str, str]) -> list[str]:

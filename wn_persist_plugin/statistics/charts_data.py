@@ -25,6 +25,13 @@ TOP_KINDS = ("ships", "regions")
 _COLUMN = {"ships": "s.ship_usage", "regions": "s.region_activity"}
 
 
+def _first(cursor: Any) -> Any:
+    """The first row, reading the cursor to its end: a SQLite statement left open keeps a
+    read transaction that makes a later write on the same connection fail."""
+    rows = cursor.fetchall()
+    return rows[0] if rows else None
+
+
 def _mapping(value: Any) -> dict[str, Any]:
     found = json.loads(value) if isinstance(value, str) else value
     return found if isinstance(found, dict) else {}
@@ -94,7 +101,7 @@ def character_name(db: Database, character_id: int) -> str:
         f"SELECT MAX(character_name) FROM killmail_statistics WHERE character_id = {p}",
         f"SELECT MAX(related_character_name) FROM killmails WHERE related_character_id = {p}",
     ):
-        row = db.execute_sql(query, (character_id,)).fetchone()
+        row = _first(db.execute_sql(query, (character_id,)))
         if row is not None and row[0]:
             return str(row[0])
     return str(character_id)
@@ -132,20 +139,24 @@ def most_expensive_kill(
     params: list[Any] = []
     where = ["k.character_role = 'attacker'", "k.total_value IS NOT NULL",
              *time_conditions(sql, start, end, params)]  # fmt: skip
-    row = db.execute_sql(
-        "SELECT k.killmail_id, k.kill_time, k.total_value, k.solar_system_name "
-        f"FROM killmails k WHERE {' AND '.join(where)} "
-        f"ORDER BY {sql.number('k.total_value')} DESC, k.kill_time, k.killmail_id LIMIT 1",
-        params,
-    ).fetchone()
+    row = _first(
+        db.execute_sql(
+            "SELECT k.killmail_id, k.kill_time, k.total_value, k.solar_system_name "
+            f"FROM killmails k WHERE {' AND '.join(where)} "
+            f"ORDER BY {sql.number('k.total_value')} DESC, k.kill_time, k.killmail_id LIMIT 1",
+            params,
+        )
+    )
     if row is None:
         return None
     killmail_id, when, value, system = row
-    victim = db.execute_sql(
-        f"SELECT victim_data FROM killmails WHERE killmail_id = {sql.p} "
-        "AND victim_data IS NOT NULL LIMIT 1",
-        (killmail_id,),
-    ).fetchone()
+    victim = _first(
+        db.execute_sql(
+            f"SELECT victim_data FROM killmails WHERE killmail_id = {sql.p} "
+            "AND victim_data IS NOT NULL LIMIT 1",
+            (killmail_id,),
+        )
+    )
     ship_id = _mapping(victim[0]).get("ship_type_id") if victim else None
     ship = None
     if ship_id is not None:
