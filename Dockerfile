@@ -16,7 +16,7 @@ COPY wn_persist_plugin ./wn_persist_plugin
 COPY migrations ./migrations
 # psycopg2-binary is a wheel: nothing is compiled, and the runtime stage gets only the venv.
 RUN python -m venv /opt/wn-persist \
-    && /opt/wn-persist/bin/pip install '.[postgres]' \
+    && /opt/wn-persist/bin/pip install '.[postgres,web]' \
     && /opt/wn-persist/bin/pip uninstall -y pip setuptools \
     && /opt/wn-persist/bin/wn-persist --help >/dev/null
 
@@ -52,9 +52,12 @@ VOLUME ["/data"]
 
 # `run` stops cleanly on SIGTERM (docker stop): it flushes, saves the feed position, exits 0.
 STOPSIGNAL SIGTERM
-# Until the HTTP API exists, health = the database answers (`db status` exits non-zero when
-# it cannot connect). Switch to ["wn-persist", "health"] once that command exists.
+# The HTTP API (`run` serves it when PERSISTENCE_HTTP_PORT is set; off loopback it needs
+# PERSISTENCE_API_TOKEN): set PERSISTENCE_HTTP_HOST=0.0.0.0 and PERSISTENCE_HTTP_PORT=8080.
+EXPOSE 8080
+# Healthy = what /readyz says: the server's answer when the API is on, else the same checks
+# run in-process (database reachable, schema current).
 HEALTHCHECK --interval=30s --timeout=15s --start-period=30s --retries=3 \
-    CMD ["wn-persist", "db", "status"]
+    CMD ["wn-persist", "health"]
 ENTRYPOINT ["wn-persist"]
 CMD ["run"]

@@ -57,10 +57,10 @@ def test_pipeline_counters_from_a_running_plugin(db, db_url, real_envelopes, tmp
         for env in real_envelopes[:40]:
             plugin.on_kill_processed(env)
         plugin.on_kill_processed({"not": "a killmail"})
-        assert plugin.flush(30)
+        assert plugin.flush_pending(timeout=30)
         registry = CollectorRegistry()
-        register_pipeline_metrics(registry, plugin.stats)
-        stats = plugin.stats()
+        register_pipeline_metrics(registry, plugin.pipeline_stats)
+        stats = plugin.pipeline_stats()
         get = registry.get_sample_value
         assert get("wn_persist_killmails_seen_total") == stats.seen == 41
         assert get("wn_persist_killmails_matched_total") == stats.matched >= 1

@@ -120,7 +120,7 @@ def test_failures_are_logged_and_retried(envelopes, fault, where, caplog):
     with FakeR2Z2(envelopes, first=FIRST) as feed:
         path = FakeR2Z2.path(FIRST + 1) if where == "object" else "/ephemeral/sequence.json"
         feed.fail(path, fault, fault)
-        c = client(feed.url, timeout=0.3)
+        c = client(feed.url, timeout=0.3, repeat_log_seconds=0)
         stop = threading.Event()
         with caplog.at_level(logging.WARNING, logger="wn_persist_plugin.sources.r2z2"):
             if where == "object":
@@ -156,14 +156,57 @@ def test_json_that_is_not_an_object_is_retried(envelopes):
         assert delivery is not None and len(calls) == 2
 
 
-def test_permanently_garbled_object_is_skipped_not_stuck(envelopes, caplog):
+@pytest.mark.parametrize("fault", ["garbage", "html"])
+def test_a_body_that_is_not_json_is_retried_never_skipped(envelopes, fault, caplog):
+    """A proxy's HTML page or a cut-off body is a transient fault, however often it comes:
+    retried with backoff until the mail itself is served; nothing is skipped."""
     with FakeR2Z2(envelopes, first=FIRST) as feed:
-        feed.fail(FakeR2Z2.path(FIRST + 2), *["garbage"] * 3)
-        c = client(feed.url, bad_body_limit=3)
-        with caplog.at_level(logging.ERROR):
+        feed.fail(FakeR2Z2.path(FIRST + 2), *[fault] * 12)
+        c = client(feed.url, unusable_attempts=2, unusable_seconds=0)
+        with caplog.at_level(logging.WARNING):
+            delivery = c.next_mail(FIRST + 2, threading.Event())
+        assert delivery is not None and delivery.sequence == FIRST + 2 and delivery.skipped == 0
+        assert delivery.envelope["killmail_id"] == envelopes[2]["killmail_id"]
+        assert c.counters.errors == 12 and c.counters.skipped_sequences == 0
+        assert "not JSON" in caplog.text
+        # An unchanged failure is logged once (then at most once a minute).
+        assert len([r for r in caplog.records if "not JSON" in r.getMessage()]) == 1
+
+
+def unusable_mail(envelope: dict) -> dict:
+    """A well-formed JSON object that is not a usable killmail (no attackers list)."""
+    esi = {k: v for k, v in envelope["esi"].items() if k != "attackers"}
+    return {**envelope, "esi": esi}
+
+
+def test_an_unusable_mail_is_skipped_only_after_attempts_and_time(envelopes, caplog):
+    broken = unusable_mail(envelopes[2])
+    now = [0.0]
+    waits: list[float] = []
+
+    def sleep(_stop, seconds):
+        waits.append(seconds)
+        now[0] += seconds
+        return False
+
+    with FakeR2Z2([*envelopes[:2], broken, *envelopes[3:]], first=FIRST) as feed:
+        c = client(
+            feed.url,
+            unusable_attempts=5,
+            unusable_seconds=60.0,
+            max_backoff=20.0,
+            clock=lambda: now[0],
+            sleep=sleep,
+        )
+        with caplog.at_level(logging.WARNING):
             delivery = c.next_mail(FIRST + 2, threading.Event())
         assert delivery is not None and delivery.sequence == FIRST + 3 and delivery.skipped == 1
-        assert f"R2Z2 sequence {FIRST + 2}: unusable body 3 times" in caplog.text
+        assert [u.sequence for u in delivery.unusable] == [FIRST + 2]
+        assert delivery.unusable[0].killmail_id == envelopes[2]["killmail_id"]
+        tries = feed.paths().count(FakeR2Z2.path(FIRST + 2))
+        assert tries >= 5 and sum(waits) >= 60.0
+        assert f"R2Z2 sequence {FIRST + 2}: unusable killmail" in caplog.text
+        assert c.counters.skipped_sequences == 1
 
 
 def test_expired_sequences_resume_at_the_first_available(envelopes, caplog):
@@ -261,7 +304,13 @@ def test_a_redirect_loop_is_paced_and_is_an_error_with_backoff(envelopes, caplog
 
     with FakeR2Z2(envelopes, first=FIRST) as feed:
         feed.fail("/ephemeral/sequence.json", *["redirect"] * (2 * hops))
-        c = client(feed.url, requests_per_second=rate, max_backoff=0.3, sleep=sleep)
+        c = client(
+            feed.url,
+            requests_per_second=rate,
+            max_backoff=0.3,
+            sleep=sleep,
+            repeat_log_seconds=0,
+        )
         with caplog.at_level(logging.WARNING, logger="wn_persist_plugin.sources.r2z2"):
             assert c.latest_sequence(threading.Event()) == FIRST + 39
         statuses = [r.status for r in feed.requests]

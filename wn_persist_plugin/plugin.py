@@ -12,7 +12,9 @@ A host calls the hooks of `hookspecs`; this module implements them:
 - `on_kill_processed(killmail)`: unwraps the envelope, walks the participant ids through
   the tracked set and queues a match; parsing and writing happen on the writer thread.
   Never raises, never waits on the database.
-- `on_shutdown()`: writes everything queued, stops the threads, closes the database.
+- `on_shutdown()`: writes everything queued, stops the threads, closes the database, all
+  within `PERSISTENCE_SHUTDOWN_TIMEOUT`. A host that never calls it gets the same at
+  interpreter exit (`atexit`); mails that cannot be written are logged with their ids.
 - `flush_pending(timeout)`: waits until every mail handed over before it is written.
 - `pipeline_stats()`: the counters (`ingest.counters.PipelineStats`).
 
@@ -23,8 +25,10 @@ one process must use the same database.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -114,13 +118,16 @@ class PersistencePlugin:
         finally:
             _close_quietly(db)
         self._writer = writer.start()
+        atexit.register(self._at_exit, writer)
         self._scheduler = Scheduler(settings, db, before_aggregation=statistics_steps)
         self._scheduler.start()
-        log.info(
-            "wn-persist: storing killmails of %d tracked characters in %s",
-            len(self._tracked),
-            settings.masked_database_url,
-        )
+        if self._tracked_from_host:
+            known = f"{len(self._tracked)} tracked characters"
+        elif len(self._tracked):
+            known = f"{len(self._tracked)} tracked characters (stored; the host's list replaces it)"
+        else:
+            known = "no tracked characters yet (waiting for the host's list)"
+        log.info("wn-persist: storing killmails in %s; %s", settings.masked_database_url, known)
 
     @hookimpl
     def on_tracked_characters_updated(self, characters: Iterable[Mapping[str, Any]]) -> None:
@@ -179,15 +186,21 @@ class PersistencePlugin:
 
     @hookimpl
     def on_shutdown(self) -> None:
-        """Write everything queued, stop the threads and close the database."""
+        """Write everything queued, stop the threads and close the database, within
+        `PERSISTENCE_SHUTDOWN_TIMEOUT` seconds in all (mails still unwritten then are
+        counted `lost` and logged with their ids)."""
         writer = self._writer
         if writer is None:
             return
-        # The statistics job stops first, so the writer's final flush is not competing with it.
+        timeout = writer.settings.shutdown_timeout
+        deadline = time.monotonic() + timeout
+        # The statistics job stops first, so the writer's final flush is not competing
+        # with it; it gets a part of the budget, the writer the rest.
         if self._scheduler is not None:
-            self._scheduler.stop()
+            self._scheduler.stop(timeout=min(10.0, timeout / 4))
             self._scheduler = None
-        writer.stop()
+        writer.stop(max(0.0, deadline - time.monotonic()))
+        atexit.unregister(self._at_exit)
         self._last_writer = writer
         self._writer = None
         if self.db is not None:
@@ -204,6 +217,18 @@ class PersistencePlugin:
             stats.malformed,
             stats.write_errors,
         )
+
+    def _at_exit(self, writer: Writer) -> None:
+        """At interpreter exit: what `on_shutdown` would do, when the host never called it
+        (the writer's thread is a daemon and would die with its queue)."""
+        if self._writer is not writer:
+            return
+        log.warning("wn-persist: the host did not call on_shutdown; writing the queue at exit")
+        try:
+            self.on_shutdown()
+        except Exception as exc:  # noqa: BLE001 - the interpreter is going away
+            log.error("wn-persist: shutdown at exit failed: %s", first_line(exc))
+            writer.abandon("the shutdown at exit failed")
 
     # -- for hosts and tests -----------------------------------------------------------
 

@@ -368,8 +368,10 @@ SETTINGS: tuple[Setting, ...] = (
         "rows per write transaction",
     ),
     Setting(
-        "PERSISTENCE_SHUTDOWN_TIMEOUT", "writer.shutdown_timeout", Seconds(0, 86_400), 60.0,
-        "seconds `on_shutdown` keeps retrying an unreachable database",
+        "PERSISTENCE_SHUTDOWN_TIMEOUT", "writer.shutdown_timeout", Seconds(0, 86_400), 20.0,
+        "seconds the whole shutdown may take (writing the queue, retrying an unreachable "
+        "database, saving the feed position); mails still unwritten then are logged with "
+        "their ids and `run` exits 1",
     ),
     # enrichment, static data, history
     Setting(
@@ -460,8 +462,8 @@ SETTINGS: tuple[Setting, ...] = (
         "how often the feed position is saved (after the plugin confirms)",
     ),
     Setting(
-        "HOST_FLUSH_TIMEOUT", "host.flush_timeout", Seconds(0.1, 3600), 20.0,
-        "how long a checkpoint or the shutdown waits for queued writes",
+        "HOST_FLUSH_TIMEOUT", "host.flush_timeout", Seconds(0.1, 3600), 15.0,
+        "how long a checkpoint waits for queued writes (a stop request ends the wait)",
     ),
     Setting(
         "HOST_MAX_QUEUED", "host.max_queued", Integer(1, 10_000_000), 1000,

@@ -27,13 +27,16 @@ class FakeServer:
     Faults: `fail(path, *faults)` queues faults served (one per request) before the normal
     answer: "500" / "503" / any status, "garbage" (200 with a body that is not JSON),
     "429:N" / "503:N" / any status with `Retry-After: N`, "timeout:S" (answer only after S
-    seconds), "close" (drop the connection without an answer), "redirect" (302 back to the
-    same path). Path "*" matches every request. Every request is recorded with its headers.
+    seconds), "close" (drop the connection without an answer), "html" (200 with an HTML
+    error page), "redirect" (302 back to the same path). Path "*" matches every request.
+    `fail_for(path, fault, seconds)` serves one fault to every request for `path` during
+    `seconds` from the first such request on. Every request is recorded with its headers.
     """
 
     def __init__(self) -> None:
         self.requests: list[Request] = []
         self.faults: dict[str, deque[str]] = defaultdict(deque)
+        self.windows: dict[str, tuple[str, float, float | None]] = {}
         self.lock = threading.Lock()
         server = self
 
@@ -67,8 +70,22 @@ class FakeServer:
         with self.lock:
             self.faults[path].extend(faults)
 
+    def fail_for(self, path: str, fault: str, seconds: float) -> None:
+        """Answer every request for `path` with `fault` during `seconds` from the first."""
+        with self.lock:
+            self.windows[path] = (fault, seconds, None)
+
     def _next_fault(self, path: str) -> str | None:
         with self.lock:
+            window = self.windows.get(path)
+            if window is not None:
+                fault, seconds, until = window
+                if until is None:
+                    until = time.monotonic() + seconds
+                    self.windows[path] = (fault, seconds, until)
+                if time.monotonic() < until:
+                    return fault
+                del self.windows[path]
             for key in (path, "*"):
                 if self.faults.get(key):
                     return self.faults[key].popleft()
@@ -87,11 +104,15 @@ class FakeServer:
         headers = {k.lower(): v for k, v in handler.headers.items()}
         fault = self._next_fault(path)
         extra: dict[str, str] = {}
+        content_type = "application/json"
         if fault is None:
             status, body, extra = self.respond(path, headers)
             raw = json.dumps(body).encode() if body is not None else b""
         elif fault == "garbage":
             status, raw = 200, b'{"killmail_id": 12, "esi": {trunc'
+        elif fault == "html":
+            status, content_type = 200, "text/html; charset=utf-8"
+            raw = b"<html><head><title>502 Bad Gateway</title></head><body>cloudflare</body></html>"
         elif fault == "redirect":
             status, raw = 302, b""
             extra = {"Location": handler.path}
@@ -115,7 +136,7 @@ class FakeServer:
             self.requests.append(Request(at, path, status, headers))
         try:
             handler.send_response(status)
-            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Type", content_type)
             handler.send_header("Content-Length", str(len(raw)))
             for key, value in extra.items():
                 handler.send_header(key, value)

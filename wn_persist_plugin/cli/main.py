@@ -176,6 +176,9 @@ def db_status(app: AppContext) -> None:
         ("pending migrations", ", ".join(status.pending) or "none"),
         ("size", _human_bytes(status.size_bytes)),
     ]
+    if status.skipped_sequences is not None:
+        newest = f" (newest: {status.newest_skipped})" if status.newest_skipped else ""
+        lines.append(("skipped sequences", f"{status.skipped_sequences}{newest}"))
     for name, value in lines:
         click.echo(f"{name + ':':<20} {value}")
     click.echo("rows:")
@@ -184,7 +187,7 @@ def db_status(app: AppContext) -> None:
         click.echo(f"  {table:<{width}} {'(no table)' if count is None else count}")
 
 
-# === statistics: aggregate, prune, stats (issue 4) ========================================
+# --- statistics: aggregate, prune, stats ---------------------------------------------------
 # Thin commands over aggregation.aggregate, retention.prune and stats_query.
 
 _PERIOD_CHOICES = ("daily", "weekly", "monthly")
@@ -341,7 +344,7 @@ def stats(
 # === end of statistics commands ============================================================
 
 
-# --- universe, enrichment and backfill commands (issue 6; enrichment helper) -------------
+# --- universe, enrichment and backfill ------------------------------------------------------
 
 
 def _esi_client(app: AppContext) -> Any:

@@ -4,17 +4,18 @@ without it. The web stack (extra `web`) is imported only when a command serves."
 from __future__ import annotations
 
 import ipaddress
-import json
 import signal
 import sys
-import urllib.error
-import urllib.request
+from collections.abc import Mapping
 from typing import Any
 
 import click
+import requests
 
+from ..api.readiness import check_readiness
 from ..db.connect import open_database
 from ..settings import Settings
+from ..sources.http import NO_RETRIES, make_session, transport_cause
 from .main import AppContext, fail, pass_app
 
 WEB_EXTRA_HINT = "the HTTP API needs its extra: pip install 'wn-persist-plugin[web]'"
@@ -97,41 +98,47 @@ def serve(app: AppContext, host: str | None, port: int | None) -> None:
 @click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds to wait.")
 @pass_app
 def health(app: AppContext, host: str | None, port: int | None, timeout: float) -> None:
-    """Exit 0 when the running API's /readyz answers 200, else 1 with one line.
+    """Exit 0 when /readyz would answer 200, else 1 with one line.
 
-    Asks the server over HTTP (same settings as `serve`), so it also fails when the
-    server is down. Example (Dockerfile): HEALTHCHECK CMD wn-persist health
+    With an API port (PERSISTENCE_HTTP_PORT or --port) it asks that server's /readyz, so
+    it also fails when the server is down; without one it runs the same checks itself
+    (database reachable, schema current). Example (Dockerfile): HEALTHCHECK CMD
+    wn-persist health
     """
     settings = app.settings
+    port = port or settings.http.port
+    if port is None:
+        result = check_readiness(app.db)
+        if not result.ready:
+            click.echo(f"not ready{_failed(result.checks)}", err=True)
+            sys.exit(1)
+        schema = result.checks.get("schema", {})
+        click.echo(f"ready (schema version {schema.get('version', '?')})")
+        return
     host = host or settings.http.host
     if host in ("0.0.0.0", "::", "[::]", ""):
         host = "127.0.0.1"
-    port = port or settings.http.serve_port
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/readyz"
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    session = make_session(settings.user_agent_contact, timeout=timeout, retries=NO_RETRIES)
     if settings.http.api_token:
-        request.add_header("Authorization", f"Bearer {settings.http.api_token}")
+        session.headers["Authorization"] = f"Bearer {settings.http.api_token}"
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        detail = _failed_checks(exc.read())
-        click.echo(f"not ready: {url} answered {exc.code}{detail}", err=True)
+        with session.get(url) as response:
+            body = response.json() if response.content else {}
+    except (requests.RequestException, ValueError) as exc:
+        cause = transport_cause(exc) if isinstance(exc, requests.RequestException) else exc
+        click.echo(f"not ready: {url} unreachable ({cause})", err=True)
         sys.exit(1)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        click.echo(f"not ready: {url} unreachable ({reason})", err=True)
+    checks = body.get("checks", {}) if isinstance(body, dict) else {}
+    if response.status_code != 200:
+        click.echo(f"not ready: {url} answered {response.status_code}{_failed(checks)}", err=True)
         sys.exit(1)
-    schema = body.get("checks", {}).get("schema", {})
+    schema = checks.get("schema", {})
     click.echo(f"ready (schema version {schema.get('version', '?')})")
 
 
-def _failed_checks(raw: bytes) -> str:
-    try:
-        checks = json.loads(raw).get("checks", {})
-    except ValueError:
-        return ""
+def _failed(checks: Mapping[str, Any]) -> str:
     failed = [
         f"{name}: {check.get('error', 'not ok')}"
         for name, check in checks.items()

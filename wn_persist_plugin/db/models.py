@@ -153,7 +153,7 @@ class StatisticsDeletion(BaseModel):
         indexes = ((("character_id", "day"), True), (("marked_at",), False))
 
 
-# --- universe, names and backfill state (migration 0004; enrichment helper) ---------------
+# --- universe, names and backfill state (migration 0004) ------------------------------------
 
 
 class UniverseRegion(BaseModel):
@@ -243,6 +243,19 @@ class FeedState(BaseModel):
         table_name = "feed_state"
 
 
+class SkippedSequence(BaseModel):
+    """An R2Z2 sequence the host skipped: the feed kept answering it with a mail that
+    cannot be parsed. `killmail_id` when the answer named one, to fetch it later."""
+
+    sequence = BigIntegerField(primary_key=True)
+    killmail_id = BigIntegerField(null=True)
+    reason = TextField()
+    skipped_at = UTCDateTimeField(index=True)
+
+    class Meta:
+        table_name = "skipped_sequences"
+
+
 class ReportSent(BaseModel):
     """A report posted for one period (`period_type`, `period_start`): each once."""
 
@@ -264,5 +277,6 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     StatisticsDeletion,
     *UNIVERSE_MODELS,
     FeedState,
+    SkippedSequence,
     ReportSent,
 )

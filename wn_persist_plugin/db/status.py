@@ -9,7 +9,7 @@ from peewee import Database
 from ..redact import mask_url
 from . import migrator
 from .connect import database_size
-from .models import ALL_MODELS
+from .models import ALL_MODELS, SkippedSequence
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,10 @@ class DatabaseStatus:
     row_counts: dict[str, int | None] = field(default_factory=dict)
     """Rows per table; None for a table that does not exist yet."""
     size_bytes: int | None = None
+    skipped_sequences: int | None = None
+    """R2Z2 sequences `run` skipped for an unusable mail; None without the table."""
+    newest_skipped: str | None = None
+    """The newest of them: sequence, killmail id, when."""
 
 
 def database_status(db: Database, url: str) -> DatabaseStatus:
@@ -33,6 +37,14 @@ def database_status(db: Database, url: str) -> DatabaseStatus:
         for model in ALL_MODELS:
             name = model._meta.table_name
             counts[name] = model.select().count() if name in tables else None
+        skipped = counts.get(SkippedSequence._meta.table_name)
+        newest = None
+        if skipped:
+            row = SkippedSequence.select().order_by(SkippedSequence.sequence.desc()).get()
+            kid = row.killmail_id if row.killmail_id is not None else "?"
+            newest = (
+                f"sequence {row.sequence} (killmail {kid}, {row.skipped_at:%Y-%m-%d %H:%M} UTC)"
+            )
         return DatabaseStatus(
             url=mask_url(url),
             version=state.version,
@@ -40,4 +52,6 @@ def database_status(db: Database, url: str) -> DatabaseStatus:
             pending=state.pending,
             row_counts=counts,
             size_bytes=database_size(db),
+            skipped_sequences=skipped,
+            newest_skipped=newest,
         )

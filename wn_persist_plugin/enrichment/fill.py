@@ -21,9 +21,9 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from peewee import Database
+from peewee import Database, chunked
 from requests import RequestException
 
 from ..db.connect import connected, write_transaction
@@ -46,8 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CATEGORY_SYSTEM = "solar_system"
-CATEGORY_TYPE = "inventory_type"
-CATEGORY_CHARACTER = "character"
+"""The names cache's category for systems learned from `/universe/systems/` (ESI's own
+name for the category, as `/universe/names/` answers it)."""
 
 
 @dataclass
@@ -88,20 +88,41 @@ _KILLMAIL_FILLS = (
     # (counter, column, id column, source table, its key, its value column). Order matters:
     # the region comes from the system first, then the region's name (also for rows that
     # arrived with an id only); the universe tables win over cached ESI names.
-    ("regions_filled", "region_id", "solar_system_id", "universe_systems", "system_id",
-     "region_id"),
-    ("region_names_filled", "region_name", "region_id", "universe_regions", "region_id",
-     "name"),
-    ("system_names_filled", "solar_system_name", "solar_system_id", "universe_systems",
-     "system_id", "name"),
-    ("system_names_filled", "solar_system_name", "solar_system_id", "entity_names",
-     "entity_id", "name"),
-    ("ship_names_filled", "ship_type_name", "ship_type_id", "universe_types", "type_id",
-     "name"),
-    ("ship_names_filled", "ship_type_name", "ship_type_id", "entity_names", "entity_id",
-     "name"),
-    ("character_names_filled", "related_character_name", "related_character_id",
-     "entity_names", "entity_id", "name"),
+    (
+        "regions_filled",
+        "region_id",
+        "solar_system_id",
+        "universe_systems",
+        "system_id",
+        "region_id",
+    ),
+    ("region_names_filled", "region_name", "region_id", "universe_regions", "region_id", "name"),
+    (
+        "system_names_filled",
+        "solar_system_name",
+        "solar_system_id",
+        "universe_systems",
+        "system_id",
+        "name",
+    ),
+    (
+        "system_names_filled",
+        "solar_system_name",
+        "solar_system_id",
+        "entity_names",
+        "entity_id",
+        "name",
+    ),
+    ("ship_names_filled", "ship_type_name", "ship_type_id", "universe_types", "type_id", "name"),
+    ("ship_names_filled", "ship_type_name", "ship_type_id", "entity_names", "entity_id", "name"),
+    (
+        "character_names_filled",
+        "related_character_name",
+        "related_character_id",
+        "entity_names",
+        "entity_id",
+        "name",
+    ),
 )
 
 
@@ -201,8 +222,8 @@ def _store_names(
         for i, (name, category) in rows.items()
     ]
     with write_transaction(db):
-        for start in range(0, len(data), 1000):
-            EntityName.insert_many(data[start : start + 1000]).on_conflict(
+        for batch in chunked(data, 1000):
+            EntityName.insert_many(batch).on_conflict(
                 conflict_target=[EntityName.entity_id],
                 preserve=[EntityName.name, EntityName.category, EntityName.fetched_at],
             ).execute()
@@ -256,22 +277,16 @@ def fetch_names(db: Database, esi: EsiClient, result: EnrichResult, now: dt.date
     wanted = {int(r[0]) for r in db.execute_sql(_UNNAMED_IDS_SQL).fetchall() if r[0] is not None}
     if not wanted:
         return
-    cached = set()
-    ordered = sorted(wanted)
-    for start in range(0, len(ordered), 1000):
-        chunk = ordered[start : start + 1000]
-        cached.update(
-            EntityName.select(EntityName.entity_id)
-            .where(EntityName.entity_id.in_(chunk))
-            .tuples()
-            .iterator()
-        )
-    ask = sorted(wanted - {c[0] for c in cached})
+    cached: set[int] = set()
+    for chunk in chunked(sorted(wanted), 1000):
+        query = EntityName.select(EntityName.entity_id).where(EntityName.entity_id.in_(chunk))
+        cached.update(int(cid) for (cid,) in cast(Iterable[tuple[int]], query.tuples()))
+    ask = sorted(wanted - cached)
     if not ask:
         return
     # Resolve and store batch by batch, so an outage midway keeps what was learned.
-    for start in range(0, len(ask), 1000):
-        answer = esi.names(ask[start : start + 1000])
+    for batch in chunked(ask, 1000):
+        answer = esi.names(batch)
         rows: dict[int, tuple[str | None, str | None]] = dict(answer.names.items())
         rows.update({i: (None, None) for i in answer.unknown})
         _store_names(rows, now, db)
@@ -309,21 +324,16 @@ def cached_names(ids: Iterable[int]) -> dict[int, str]:
     """Names known for `ids`, from the names cache and the universe tables."""
     wanted = sorted({int(i) for i in ids})
     found: dict[int, str] = {}
-    for start in range(0, len(wanted), 1000):
-        chunk = wanted[start : start + 1000]
-        for model, key in (
-            (UniverseSystem, UniverseSystem.system_id),
-            (UniverseRegion, UniverseRegion.region_id),
-            (EntityName, EntityName.entity_id),
-        ):
+    sources: tuple[tuple[Any, Any], ...] = (
+        (UniverseSystem, UniverseSystem.system_id),
+        (UniverseRegion, UniverseRegion.region_id),
+        (EntityName, EntityName.entity_id),
+        (UniverseType, UniverseType.type_id),
+    )
+    for chunk in chunked(wanted, 1000):
+        for model, key in sources:
             query = model.select(key, model.name).where(key.in_(chunk), model.name.is_null(False))
-            found.update((int(i), n) for i, n in query.tuples())
-    for start in range(0, len(wanted), 1000):
-        chunk = wanted[start : start + 1000]
-        query = UniverseType.select(UniverseType.type_id, UniverseType.name).where(
-            UniverseType.type_id.in_(chunk)
-        )
-        found.update((int(i), n) for i, n in query.tuples())
+            found.update((int(i), n) for i, n in cast(Iterable[tuple[int, str]], query.tuples()))
     return found
 
 

@@ -161,7 +161,8 @@ def _types_from_ships(path: Path, groups: Mapping[int, tuple[str, int | None]]) 
         raise UniverseImportError(f"{path}: unreadable ({exc})") from None
     for ship in ships:
         group_id = _int(str(ship.get("groupID")))
-        group_name, category = groups.get(group_id, (ship.get("group"), None))
+        known = groups.get(group_id) if group_id is not None else None
+        group_name, category = known or (ship.get("group"), None)
         yield {
             "type_id": int(ship["typeID"]),
             "group_id": group_id,

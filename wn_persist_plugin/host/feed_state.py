@@ -1,4 +1,6 @@
-"""The standalone host's state in the database: the last R2Z2 sequence it handled.
+"""The standalone host's state in the database: the last R2Z2 sequence it handled, and
+the sequences it skipped (`record_skipped`, listed by `skipped_sequences` for a later
+fetch).
 
 The host opens its own database object (unbound); the plugin binds the models to
 `database_proxy`. Queries here go through a `FeedState` subclass bound to the host's
@@ -15,11 +17,13 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from peewee import Database
 
 from ..db.connect import write_transaction
-from ..db.models import FeedState
+from ..db.models import FeedState, SkippedSequence
 
 LAST_SEQUENCE = "r2z2.last_sequence"
 
@@ -64,3 +68,76 @@ def save_sequence(db: Database, sequence: int, key: str = LAST_SEQUENCE) -> None
             )
             .execute()
         )
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A sequence the host skipped (see `db.models.SkippedSequence`)."""
+
+    sequence: int
+    killmail_id: int | None
+    reason: str
+    skipped_at: dt.datetime | None = None
+
+
+_bound_skipped: weakref.WeakKeyDictionary[Database, type[SkippedSequence]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _skipped_model(db: Database) -> type[SkippedSequence]:
+    """`SkippedSequence` bound to `db` only (see `feed_state_model` for why)."""
+    with _bound_lock:
+        model = _bound_skipped.get(db)
+        if model is None:
+
+            class BoundSkippedSequence(SkippedSequence):
+                class Meta:
+                    database = db
+                    table_name = SkippedSequence._meta.table_name
+
+            model = _bound_skipped[db] = BoundSkippedSequence
+        return model
+
+
+def record_skipped(db: Database, skipped: Iterable[Skipped]) -> None:
+    """Store skipped sequences (a sequence recorded twice keeps its latest reason)."""
+    now = dt.datetime.now(dt.UTC)
+    rows = [
+        {
+            "sequence": s.sequence,
+            "killmail_id": s.killmail_id,
+            "reason": s.reason[:500],
+            "skipped_at": s.skipped_at or now,
+        }
+        for s in skipped
+    ]
+    if not rows:
+        return
+    db.connect(reuse_if_open=True)
+    model = _skipped_model(db)
+    with write_transaction(db):
+        (
+            model.insert_many(rows)
+            .on_conflict(
+                conflict_target=[model.sequence],
+                preserve=[model.killmail_id, model.reason, model.skipped_at],
+            )
+            .execute()
+        )
+
+
+def skipped_sequences(db: Database, limit: int | None = None) -> list[Skipped]:
+    """The skipped sequences, newest first (`limit`: at most that many)."""
+    db.connect(reuse_if_open=True)
+    model = _skipped_model(db)
+    query = model.select().order_by(model.sequence.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    return [Skipped(r.sequence, r.killmail_id, r.reason, r.skipped_at) for r in query]
+
+
+def count_skipped(db: Database) -> int:
+    """How many sequences were skipped."""
+    db.connect(reuse_if_open=True)
+    return _skipped_model(db).select().count()

@@ -39,8 +39,9 @@ from ..ingest.match import involves
 from ..killmails.parse import parse_time, unwrap
 from ..redact import first_line
 from ..settings import HostSettings, Settings
-from ..sources.r2z2 import R2Z2Client
+from ..sources.r2z2 import Delivery, R2Z2Client
 from ..sources.wanderer_map import MapClient, TrackedList
+from ..throttle import Throttle
 from . import feed_state
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,12 @@ class HostCounters:
     hook_errors: int = 0
     malformed: int = 0
     skipped_sequences: int = 0
+    """Sequences skipped: expired from the feed, or answering an unusable mail."""
+    unusable_sequences: int = 0
+    """Of those, sequences skipped for an unusable mail (recorded in `skipped_sequences`)."""
     checkpoints: int = 0
+    unwritten: int = 0
+    """Mails the plugins gave up during this run (dropped or lost); non-zero exit."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,9 @@ class Host:
         self._db: Database | None = None
         self._given_up_at_start = 0
         self._warned_given_up = False
+        self._unrecorded: list[feed_state.Skipped] = []
+        """Skipped sequences not yet stored in `skipped_sequences`."""
+        self._map_log = Throttle(60.0)
 
     # -- control -----------------------------------------------------------------------
 
@@ -187,12 +196,13 @@ class Host:
         try:
             fresh = self.map_client.fetch()
         except MapUnavailable as exc:
-            log.warning(
-                "map API %s: %s; keeping the last known list (%s)",
-                self.map_client.url,
-                exc,
-                f"{len(self._map_list.ids)} characters" if self._map_list else "none yet",
-            )
+            if self._map_log.ready(str(exc)):
+                log.warning(
+                    "map API %s: %s; keeping the last known list (%s)",
+                    self.map_client.url,
+                    first_line(exc),
+                    f"{len(self._map_list.ids)} characters" if self._map_list else "none yet",
+                )
             return False
         with self._lock:
             if self._map_list is not None and fresh.entries == self._map_list.entries:
@@ -267,13 +277,21 @@ class Host:
     # -- checkpoints -------------------------------------------------------------------
 
     def _flush_plugins(self, timeout: float) -> bool:
-        """`flush_pending` on every plugin; False if one answered False or failed."""
-        try:
-            answers = self.pm.hook.flush_pending(timeout=timeout)
-        except Exception as exc:  # noqa: BLE001 - never crash on a plugin
-            log.warning("flush_pending failed: %s", exc)
-            return False
-        return all(answers)
+        """`flush_pending` on every plugin; False if one answered False or failed, or
+        when the host is asked to stop meanwhile (the wait is asked for in steps of at
+        most a second, so a stop request is not held up by a database outage)."""
+        deadline = self._clock() + timeout
+        while True:
+            step = max(0.0, min(1.0, deadline - self._clock()))
+            try:
+                answers = self.pm.hook.flush_pending(timeout=step)
+            except Exception as exc:  # noqa: BLE001 - never crash on a plugin
+                log.warning("flush_pending failed: %s", first_line(exc))
+                return False
+            if all(answers):
+                return True
+            if self.stop_event.is_set() or self._clock() >= deadline:
+                return False
 
     def _reset_connection(self) -> None:
         """Drop a connection that failed, so the next save reconnects."""
@@ -318,14 +336,41 @@ class Host:
         if not self._flush_plugins(self.options.flush_timeout):
             log.warning("plugins did not confirm their writes; sequence %d not saved", sequence)
             return False
-        if not self._nothing_given_up():
+        if not self._nothing_given_up() or not self._record_skipped():
             return False
         try:
             self._save(sequence)
         except Exception as exc:  # noqa: BLE001 - retried at the next checkpoint
-            log.warning("could not save the feed position %d: %s", sequence, exc)
+            log.warning("could not save the feed position %d: %s", sequence, first_line(exc))
             self._reset_connection()
             return False
+        return True
+
+    def _note_skipped(self, delivery: Delivery) -> None:
+        """Count skipped sequences; keep those skipped for an unusable mail to record."""
+        self.counters.skipped_sequences += delivery.skipped
+        if delivery.unusable:
+            self.counters.unusable_sequences += len(delivery.unusable)
+            self._unrecorded.extend(
+                feed_state.Skipped(u.sequence, u.killmail_id, u.reason) for u in delivery.unusable
+            )
+            self._record_skipped()
+
+    def _record_skipped(self) -> bool:
+        """Store the skipped sequences not stored yet; False when the database refused
+        (they are kept and tried again, and the position is not saved past them)."""
+        if not self._unrecorded:
+            return True
+        assert self._db is not None
+        try:
+            feed_state.record_skipped(self._db, self._unrecorded)
+        except Exception as exc:  # noqa: BLE001 - retried at the next checkpoint
+            log.warning(
+                "could not record %d skipped sequences: %s", len(self._unrecorded), first_line(exc)
+            )
+            self._reset_connection()
+            return False
+        self._unrecorded.clear()
         return True
 
     def _wait_for_queue(self) -> None:
@@ -344,7 +389,8 @@ class Host:
         while not self.stop_event.is_set():
             if self._flush_plugins(min(self.options.flush_timeout, 5.0)):
                 return
-            log.warning("plugin queue still not written; the feed stays paused")
+            if not self.stop_event.is_set():
+                log.warning("plugin queue still not written; the feed stays paused")
 
     # -- mails -------------------------------------------------------------------------
 
@@ -459,7 +505,7 @@ class Host:
                 if delivery is None:
                     break
                 if delivery.skipped:
-                    self.counters.skipped_sequences += delivery.skipped
+                    self._note_skipped(delivery)
                 self.handle(delivery.sequence, delivery.envelope)
                 sequence = delivery.sequence + 1
                 self._wait_for_queue()
@@ -471,36 +517,62 @@ class Host:
                     last_latest = self._clock()
         finally:
             self.stop_event.set()
+            deadline = self._clock() + self.settings.writer.shutdown_timeout
             if ticker is not None:
-                ticker.join(timeout=5)
-            self._shutdown()
+                ticker.join(timeout=min(5.0, self.settings.writer.shutdown_timeout / 4))
+            written = self._shutdown(deadline)
         log.info("%s", self.progress_line())
-        log.info("stopped at sequence %s", self._saved if self._saved is not None else "-")
-        return RunResult(0, self._saved, self.counters)
+        if written:
+            log.info("stopped at sequence %s", self._saved if self._saved is not None else "-")
+            return RunResult(0, self._saved, self.counters)
+        return RunResult(1, self._saved, self.counters)
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, deadline: float) -> bool:
+        """Shut the plugins down (they write what they hold within the shutdown timeout)
+        and save the position when they confirm. True when nothing handed over was left
+        unwritten; otherwise logs how many and where the next start resumes."""
         if not self._started:
             if self._db is not None:
                 self._db.close()
-            return
-        flushed = self._flush_plugins(self.options.flush_timeout)
+            return True
+        # `on_shutdown` writes everything queued (the hook's contract) within the plugin's
+        # PERSISTENCE_SHUTDOWN_TIMEOUT; a flush before it would add a wait of its own. The
+        # flush after it confirms nothing is left (a stopped plugin answers at once).
         shutdown_ok = True
         try:
             self.pm.hook.on_shutdown()
         except Exception as exc:  # noqa: BLE001 - report, do not save past unwritten mails
             shutdown_ok = False
-            log.error("on_shutdown failed: %s", exc)
+            log.error("on_shutdown failed: %s", first_line(exc))
+        remaining = max(0.0, min(self.options.flush_timeout, deadline - self._clock()))
+        flushed = shutdown_ok and self._flush_plugins(remaining)
+        given_up = max(0, self._given_up() - self._given_up_at_start)
+        self.counters.unwritten = given_up
         pending = self._handed_over is not None and self._handed_over != self._saved
-        if pending and flushed and shutdown_ok and self._nothing_given_up():
+        written = flushed and given_up == 0
+        if pending and written and self._clock() < deadline and self._record_skipped():
             try:
                 self._save(self._handed_over)  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001
-                log.error("could not save the feed position %s: %s", self._handed_over, exc)
-        elif pending:
-            log.warning(
-                "the plugins did not confirm every write; the feed position stays at %s "
-                "and the next start reads again from there (writes are idempotent)",
-                self._saved,
+                log.error(
+                    "could not save the feed position %s: %s", self._handed_over, first_line(exc)
+                )
+        if written and self._unrecorded:
+            log.error("skipped sequences not recorded: %s", [s.sequence for s in self._unrecorded])
+        if pending and self._saved != self._handed_over:
+            what = (
+                f"{given_up} killmails not written"
+                if given_up
+                else "the plugins did not confirm every write"
+                if not written
+                else "the feed position could not be saved"
+            )
+            log.error(
+                "%s; the next start resumes the feed after sequence %s (stored) and reads "
+                "them again (writes are idempotent)",
+                what,
+                self._saved if self._saved is not None else "-",
             )
         if self._db is not None:
             self._db.close()
+        return written

@@ -57,8 +57,6 @@ AGGREGATE_WAIT = 300.0
 ZKILL_CHUNK = 100
 """Mails fetched from ESI between two cursor saves in a zKillboard history day."""
 
-SUFFIXES = (".jsonl", ".ndjson", ".json", ".tar.bz2", ".tbz2", ".tar.gz", ".tar")
-
 
 @dataclass(frozen=True)
 class Item:
@@ -244,6 +242,8 @@ class Backfill:
         self.summary.matched += 1
         if mail.total_value is None:
             self.summary.without_value += 1
+        if mail.zkb_warning:
+            log.warning("backfill: killmail %d: %s", mail.killmail_id, mail.zkb_warning)
         if self._batch.add(mail, self.tracked) and len(self._batch) >= ROW_BATCH:
             self.flush()
 

@@ -36,6 +36,8 @@ def involves(envelope: Any, ids: Set[int]) -> bool:
             victim = body.get("victim")
             attackers = body.get("attackers")
             if type(victim) is dict and type(attackers) is list:
+                # The victim and the attackers are checked by two copies of the same
+                # lines: a loop over chain((victim,), attackers) cost the hook ~20%.
                 try:
                     cid = victim.get("character_id")
                     if cid is not None:

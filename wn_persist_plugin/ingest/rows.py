@@ -92,68 +92,40 @@ def involvement_rows(mail: Killmail, tracked: TrackedSet) -> list[InvolvementRow
         return []
     name_of = tracked.names.get
     zkb = mail.zkb
-    killmail_id = mail.killmail_id
-    kill_time = mail.kill_time
-    system_id = mail.solar_system_id
-    system_name = mail.solar_system_name
+    shared = (mail.killmail_id, mail.kill_time, mail.solar_system_id, mail.solar_system_name)
     total_value = mail.total_value
-    solo = bool(zkb and zkb.solo)
-    npc = mail.is_npc_kill
-    attacker_count = len(mail.attackers)
+    outcome = (bool(zkb and zkb.solo), mail.is_npc_kill, len(mail.attackers))
     zkb_data = dict(zkb.raw) if zkb else None
-    rows: list[InvolvementRow] = []
-    if victim_tracked:
-        cid = victim.character_id
-        assert cid is not None
-        rows.append(
-            InvolvementRow(
-                killmail_id,
-                kill_time,
-                system_id,
-                system_name,
-                None,  # region_id, filled by RowBatch.take
-                None,  # region_name
-                total_value,
-                ROLE_VICTIM,
-                cid,
-                victim.character_name or name_of(cid),
-                victim.ship_type_id,
-                victim.ship_type_name,
-                False,  # final_blow
-                solo,
-                npc,
-                attacker_count,
-                zkb_data,
-                _victim_data(victim, with_items=True),
-                None,  # attacker_data
-            )
+
+    def row(
+        role: str, cid: int, who: Participant, victim_data: dict[str, Any], attacker: bool
+    ) -> InvolvementRow:
+        return InvolvementRow(
+            *shared,
+            None,  # region_id, filled by RowBatch.take
+            None,  # region_name
+            total_value,
+            role,
+            cid,
+            who.character_name or name_of(cid),
+            who.ship_type_id,
+            who.ship_type_name,
+            attacker and who.final_blow,
+            *outcome,
+            zkb_data,
+            victim_data,
+            dict(who.raw) if attacker else None,
         )
+
+    rows: list[InvolvementRow] = []
+    if victim_tracked and victim.character_id is not None:
+        with_items = _victim_data(victim, with_items=True)
+        rows.append(row(ROLE_VICTIM, victim.character_id, victim, with_items, False))
     if chosen:
         without_items = _victim_data(victim, with_items=False)
-        for cid, who in chosen.items():
-            rows.append(
-                InvolvementRow(
-                    killmail_id,
-                    kill_time,
-                    system_id,
-                    system_name,
-                    None,  # region_id, filled by RowBatch.take
-                    None,  # region_name
-                    total_value,
-                    ROLE_ATTACKER,
-                    cid,
-                    who.character_name or name_of(cid),
-                    who.ship_type_id,
-                    who.ship_type_name,
-                    who.final_blow,
-                    solo,
-                    npc,
-                    attacker_count,
-                    zkb_data,
-                    without_items,
-                    dict(who.raw),
-                )
-            )
+        rows.extend(
+            row(ROLE_ATTACKER, cid, who, without_items, True) for cid, who in chosen.items()
+        )
     return rows
 
 

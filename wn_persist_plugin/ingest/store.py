@@ -23,10 +23,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from peewee import Database, DatabaseError, JSONField, __exception_wrapper__
+from peewee import (  # type: ignore[attr-defined]  # EXCEPTIONS: public, not in the stubs
+    EXCEPTIONS,
+    Database,
+    DatabaseError,
+    ExceptionWrapper,
+    Field,
+    JSONField,
+)
 
 from ..db.connect import is_sqlite, write_transaction
-from ..db.dialect import to_utc
+from ..db.dialect import stored_instant
 from ..db.fields import ISKField, UTCDateTimeField, json_dumps, to_isk
 from ..db.models import Involvement
 from ..redact import first_line
@@ -34,10 +41,13 @@ from .rows import COLUMNS, InvolvementRow
 
 log = logging.getLogger(__name__)
 
+driver_errors = ExceptionWrapper(EXCEPTIONS)
+"""Re-raises a DB-API driver's exceptions as peewee's (raw cursor work bypasses peewee)."""
+
 BATCH_SIZE = 500
 """Rows per INSERT statement: 21 columns x 500 stays far below psycopg's parameter cap."""
 
-CONFLICT_TARGET = [
+CONFLICT_TARGET: list[Field] = [
     Involvement.killmail_id,
     Involvement.related_character_id,
     Involvement.character_role,
@@ -54,19 +64,19 @@ class WriteResult:
 
 _UPDATE_ON_CONFLICT = ("total_value", "zkb_data", "solo", "processed_at")
 _PROCESSED_AT = Involvement.processed_at
-_FIELDS = [f for f in Involvement._meta.sorted_fields if f.name != "id"]
+_FIELDS: list[Field] = [f for f in Involvement._meta.sorted_fields if f.name != "id"]
 """The columns written: the row's columns, then `processed_at` (the write's stamp)."""
 if [f.name for f in _FIELDS] != [*COLUMNS, _PROCESSED_AT.name]:
     raise RuntimeError("InvolvementRow and the Involvement model list different columns")
 _values_of = operator.attrgetter(*COLUMNS)
 
 
-def _sqlite_time(value: Any) -> str:
-    return to_utc(value).replace(tzinfo=None).isoformat(sep=" ")
+def _sqlite_time(value: Any) -> Any:
+    return stored_instant(value, sqlite=True)
 
 
 def _pg_time(value: Any) -> Any:
-    return to_utc(value).replace(tzinfo=None)
+    return stored_instant(value, sqlite=False)
 
 
 def _sqlite_isk(value: Any) -> str | None:
@@ -150,7 +160,7 @@ def _insert(db: Database, rows: Sequence[InvolvementRow], stamp: dt.datetime) ->
     stamp`; driver errors come out as peewee's exceptions."""
     params = _params(db, rows, stamp)
     cursor = db.cursor()
-    with __exception_wrapper__:
+    with driver_errors:
         if is_sqlite(db):
             marks = ", ".join("json(?)" if isinstance(f, JSONField) else "?" for f in _FIELDS)
             cursor.executemany(_statement(db, f"({marks})"), params)

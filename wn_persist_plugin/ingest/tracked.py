@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from peewee import EXCLUDED, Database, fn
+from peewee import EXCLUDED, Database, chunked, fn
 
 from ..db.connect import write_transaction
 from ..db.fields import to_id
@@ -207,9 +207,9 @@ def store_tracked(
         T.updated_at: EXCLUDED.updated_at,
     }
     with write_transaction(db):
-        for start in range(0, len(rows), UPSERT_BATCH):
+        for batch in chunked(rows, UPSERT_BATCH):
             (
-                T.insert_many(rows[start : start + UPSERT_BATCH])
+                T.insert_many(batch)
                 .on_conflict(conflict_target=[T.character_id], update=keep)
                 .execute(db)
             )

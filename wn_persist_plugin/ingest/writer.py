@@ -30,35 +30,21 @@ from typing import Any
 from peewee import Database, InterfaceError, OperationalError
 from playhouse.pool import MaxConnectionsExceeded
 
+from ..db.dialect import is_sqlite
 from ..killmails import parse as km
 from ..redact import first_line
 from ..settings import WriterSettings
+from ..throttle import Throttle
 from .rows import InvolvementRow, RowBatch, RowFill
 from .store import write_rows
 from .tracked import TrackedSet
 
 log = logging.getLogger(__name__)
 
-
-class _Throttle:
-    """Lets a message through at most once per `interval` seconds; counts the rest."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._next = 0.0
-        self.suppressed = 0
-
-    def ready(self) -> bool:
-        now = time.monotonic()
-        if now >= self._next:
-            self._next = now + self.interval
-            return True
-        self.suppressed += 1
-        return False
-
-    def take_suppressed(self) -> int:
-        count, self.suppressed = self.suppressed, 0
-        return count
+SQLITE_WRITE_WAIT = 5.0
+"""Longest wait for SQLite's write lock per attempt (the busy timeout of the writer's
+connection): a lock held longer counts as an outage, retried with backoff, so that the
+writer reports it and a shutdown is not held up by SQLite's 30 s default."""
 
 
 class _Flush:
@@ -123,8 +109,11 @@ class Writer:
         self._offer_lock = threading.Lock()
         self._gave_up = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._drop_log = _Throttle(60.0)
-        self._retry_log = _Throttle(30.0)
+        self._drop_log = Throttle(60.0)
+        self._retry_log = Throttle(60.0)
+        self._down_since: float | None = None
+        """When the database became unreachable (monotonic); None while it answers."""
+        self._written_at_down = 0
         self._drop_lock = threading.Lock()
 
     # -- host side ---------------------------------------------------------------------
@@ -314,25 +303,36 @@ class Writer:
 
     def _with_retry(self, work: Callable[[Database], Any], what: str) -> bool:
         """Run `work(db)`; retry connection failures with backoff. False when given up
-        (shutdown deadline passed, or a non-connection error)."""
+        (shutdown deadline passed, or a non-connection error).
+
+        The outage is logged when it begins (with its cause), at most once a minute while
+        it lasts, and when the database answers again (with its length)."""
         delay = self.settings.retry_initial
         while True:
             try:
+                self._bound_lock_wait()
                 work(self.db)
+                if self._down_since is not None:
+                    self._database_back()
                 return True
             except (OperationalError, InterfaceError, MaxConnectionsExceeded) as exc:
                 # MaxConnectionsExceeded: every pooled connection stayed busy (e.g. a long
                 # statistics run); wait for one like for a database that is down.
                 self._reset_connection()
                 self.counters.retries += 1
+                if self._down_since is None:
+                    self._down_since = time.monotonic()
+                    self._written_at_down = self.counters.mails_written
+                    self._retry_log.reset()
                 if self._stopping and self._past_deadline():
                     self._gave_up = True
                     return False
-                if self._retry_log.ready():
+                cause = first_line(exc)
+                if self._retry_log.ready(cause):
                     log.warning(
                         "wn-persist: database unavailable (%s); retrying %s in %.1f s, "
                         "%d mails queued",
-                        first_line(exc),
+                        cause,
                         what,
                         delay,
                         self.queued,
@@ -344,6 +344,30 @@ class Writer:
                 return False
             self._sleep(delay)
             delay = min(delay * 2, self.settings.retry_max)
+
+    def _bound_lock_wait(self) -> None:
+        """SQLite: wait at most `SQLITE_WRITE_WAIT` seconds for the write lock, and never
+        past the shutdown deadline while stopping."""
+        if not is_sqlite(self.db):
+            return
+        wait = SQLITE_WRITE_WAIT
+        if self._stopping and self._deadline is not None:
+            wait = max(0.05, min(wait, self._deadline - time.monotonic()))
+        self.db.connect(reuse_if_open=True)
+        self.db.execute_sql(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+
+    def _database_back(self) -> None:
+        assert self._down_since is not None
+        down = time.monotonic() - self._down_since
+        self._down_since = None
+        self._retry_log.reset()
+        log.warning(
+            "wn-persist: database back after %.1f s unavailable; %d mails written since, "
+            "%d still queued",
+            down,
+            self.counters.mails_written - self._written_at_down,
+            self.queued,
+        )
 
     def _sleep(self, delay: float) -> None:
         if self._stopping:
@@ -364,6 +388,12 @@ class Writer:
             state = getattr(db, "_state", None)
             if state is not None:
                 state.reset()
+
+    def abandon(self, why: str) -> None:
+        """Give up everything still queued: counted `lost`, logged with the mails' ids."""
+        with self._offer_lock:
+            self._stopping = True
+        self._abandon(why)
 
     def _abandon(self, why: str) -> None:
         ids = []

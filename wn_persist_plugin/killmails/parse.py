@@ -261,15 +261,21 @@ def _participant(raw: Any, victim: bool) -> Participant:
     )
 
 
+MAX_ISK = Decimal("1e15")
+"""The largest ISK value taken as real (1,000 trillion; the most expensive kills so far are
+a few trillion). A larger one is refused like a negative or infinite one."""
+
+
 def _value(raw: Mapping[str, Any], key: str) -> Decimal | None:
-    """An ISK value of the zkb block; negative, NaN or infinite values are refused."""
+    """An ISK value of the zkb block; negative, NaN, infinite and implausibly large
+    (> `MAX_ISK`) values are refused."""
     value = raw.get(key)
     try:
         amount = to_isk(value)
     except ValueError:
         amount = Decimal("NaN")
-    if amount is not None and (not amount.is_finite() or amount < 0):
-        raise ValueError(f"{key} {value!r} is not an ISK value")
+    if amount is not None and (not amount.is_finite() or amount < 0 or amount > MAX_ISK):
+        raise ValueError(f"{key} {value!r} is not a plausible ISK value")
     return amount
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from peewee import chunked
 
 from ..errors import EsiError, EsiNotFound, EsiUnavailable
 from ..settings import EsiSettings
@@ -199,8 +200,8 @@ class EsiClient:
         is unknown; such a batch is split in halves until the unknown ids are isolated."""
         unique = sorted({int(i) for i in ids})
         result = NamesResult()
-        for start in range(0, len(unique), NAMES_BATCH):
-            self._names_batch(unique[start : start + NAMES_BATCH], result)
+        for batch in chunked(unique, NAMES_BATCH):
+            self._names_batch(batch, result)
         return result
 
     def _names_batch(self, ids: list[int], result: NamesResult) -> None:

@@ -196,7 +196,7 @@ class SessionAdapter(HTTPAdapter):
         self.pace = pace
         super().__init__(max_retries=retries if retries is not None else make_retry(NO_RETRIES))
 
-    def send(  # type: ignore[override]
+    def send(
         self,
         request: requests.PreparedRequest,
         stream: bool = False,

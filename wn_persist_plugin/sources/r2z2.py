@@ -7,8 +7,13 @@ to the feed goes through one limiter that spaces them evenly (GCRA with a burst 
 from pyrate-limiter), so no one-second window ever holds more than the configured rate.
 
 Failures (5xx, timeouts, connection errors, a redirect loop, a body that is not a JSON
-object) are logged in one line and retried with exponential backoff (`sources.http.Backoff`);
-nothing here raises into the caller. Waits end early when the caller's stop event is set.
+object such as a proxy's HTML error page) are transient: logged in one line (an unchanged
+failure at most once a minute) and retried with exponential backoff
+(`sources.http.Backoff`) for as long as they last; nothing here raises into the caller.
+Waits end early when the caller's stop event is set. Only a sequence that keeps answering
+with a well-formed object that is not a usable killmail (`MalformedKillmail`) for at least
+`UNUSABLE_ATTEMPTS` attempts and `UNUSABLE_SECONDS` seconds is skipped; the delivery
+after it names it in `unusable`, for the host to record.
 
 The session comes from `sources.http.make_session` without urllib3 retries, and the
 limiter sits in its transport adapter: every request on the wire (redirect hops included)
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +32,9 @@ from typing import Any
 import requests
 from pyrate_limiter import Duration, Limiter, Rate, SingleBucketFactory, StateBucket
 
+from ..errors import MalformedKillmail
+from ..killmails.parse import parse
+from ..throttle import Throttle
 from .http import (
     DEFAULT_MAX_REDIRECTS,
     NO_RETRIES,
@@ -48,6 +57,12 @@ RATE_LIMITED_WAIT = 10.0
 LONGEST_RETRY_AFTER = 600.0
 """Longest `Retry-After` obeyed as given."""
 LIMITER_KEY = "r2z2"
+UNUSABLE_ATTEMPTS = 5
+"""Attempts a sequence answering an unusable killmail gets before it is skipped..."""
+UNUSABLE_SECONDS = 60.0
+"""...and the least time spent on it (both must be reached)."""
+REPEAT_LOG_SECONDS = 60.0
+"""An unchanged failure is logged again at most this often."""
 
 
 def make_limiter(requests_per_second: int) -> Limiter:
@@ -69,13 +84,24 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Unusable:
+    """A sequence skipped because it kept answering a mail that cannot be parsed."""
+
+    sequence: int
+    killmail_id: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
 class Delivery:
     """A killmail object from the feed. `sequence` may be past the one asked for when
-    the feed no longer holds the ones in between (`skipped` of them)."""
+    the feed no longer holds the ones in between (`skipped` of them; those skipped for
+    an unusable mail are also in `unusable`)."""
 
     sequence: int
     envelope: Mapping[str, Any]
     skipped: int = 0
+    unusable: tuple[Unusable, ...] = ()
 
 
 @dataclass
@@ -103,7 +129,10 @@ class R2Z2Client:
         not_found_wait: float = 6.0,
         max_backoff: float = 60.0,
         gap_confirmations: int = 3,
-        bad_body_limit: int = 5,
+        unusable_attempts: int = UNUSABLE_ATTEMPTS,
+        unusable_seconds: float = UNUSABLE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        repeat_log_seconds: float = REPEAT_LOG_SECONDS,
         session: requests.Session | None = None,
         contact: str | None = None,
         sleep: Callable[[threading.Event, float], bool] | None = None,
@@ -115,7 +144,10 @@ class R2Z2Client:
         self.not_found_wait = not_found_wait
         self.max_backoff = max_backoff
         self.gap_confirmations = gap_confirmations
-        self.bad_body_limit = bad_body_limit
+        self.unusable_attempts = unusable_attempts
+        self.unusable_seconds = unusable_seconds
+        self._clock = clock
+        self._failure_log = Throttle(repeat_log_seconds)
         self.backoff = Backoff(first=FIRST_BACKOFF, cap=max_backoff)
         self.counters = FeedCounters()
         self.limiter = make_limiter(requests_per_second)
@@ -164,9 +196,10 @@ class R2Z2Client:
             try:
                 data = response.json()
             except ValueError:
-                return Outcome("error", reason="body is not JSON", data="bad_body")
+                kind = response.headers.get("Content-Type", "no Content-Type").split(";")[0]
+                return Outcome("error", reason=f"HTTP 200 but the body is not JSON ({kind})")
         if not isinstance(data, dict):
-            return Outcome("error", reason="body is not a JSON object", data="bad_body")
+            return Outcome("error", reason="HTTP 200 but the body is not a JSON object")
         return Outcome("ok", data=data)
 
     # -- sequence.json -----------------------------------------------------------------
@@ -201,16 +234,24 @@ class R2Z2Client:
     def _wait_for(self, outcome: Outcome, attempt: int, what: str) -> float:
         if outcome.kind == "rate_limited":
             self.counters.rate_limited += 1
-            log.warning("R2Z2 %s: rate limited (429); waiting %.1f s", what, outcome.wait)
+            if self._failure_log.ready("429"):
+                log.warning("R2Z2 %s: rate limited (429); waiting %.1f s", what, outcome.wait)
             return outcome.wait
         if outcome.kind == "not_found":
             self.counters.not_found += 1
             return self.not_found_wait
         self.counters.errors += 1
         wait = self.backoff.delay(attempt)
-        log.warning(
-            "R2Z2 %s at %s: %s; retrying in %.1f s", what, self.base_url, outcome.reason, wait
-        )
+        if self._failure_log.ready(outcome.reason):
+            others = self._failure_log.take_suppressed()
+            log.warning(
+                "R2Z2 %s at %s: %s; retrying in %.1f s%s",
+                what,
+                self.base_url,
+                outcome.reason,
+                wait,
+                f" ({others} failures not logged since the last line)" if others else "",
+            )
         return wait
 
     # -- one sequence ------------------------------------------------------------------
@@ -223,24 +264,24 @@ class R2Z2Client:
         returned instead and the gap is logged.
         """
         attempt = 0
-        bad_bodies = 0
+        unusable = 0
+        first_unusable = 0.0
         missing = 0
         while not stop.is_set():
             outcome = self._get(f"/ephemeral/{sequence}.json")
             if outcome.kind == "ok":
-                return Delivery(sequence, outcome.data)
-            if outcome.data == "bad_body":
-                bad_bodies += 1
-                if bad_bodies >= self.bad_body_limit:
-                    self.counters.errors += 1
-                    self.counters.skipped_sequences += 1
-                    log.error(
-                        "R2Z2 sequence %d: unusable body %d times (%s); skipped",
-                        sequence,
-                        bad_bodies,
-                        outcome.reason,
-                    )
-                    return self._after_skip(sequence, stop)
+                reason = _unusable(outcome.data)
+                if reason is None:
+                    if attempt:
+                        self._failure_log.reset()
+                    return Delivery(sequence, outcome.data)
+                if not unusable:
+                    first_unusable = self._clock()
+                unusable += 1
+                waited = self._clock() - first_unusable
+                if unusable >= self.unusable_attempts and waited >= self.unusable_seconds:
+                    return self._skip_unusable(sequence, outcome.data, reason, unusable, stop)
+                outcome = Outcome("error", reason=f"unusable killmail ({reason})")
             if outcome.kind == "not_found":
                 missing += 1
                 if missing >= self.gap_confirmations:
@@ -256,11 +297,32 @@ class R2Z2Client:
                 return None
         return None
 
-    def _after_skip(self, sequence: int, stop: threading.Event) -> Delivery | None:
+    def _skip_unusable(
+        self, sequence: int, data: Mapping[str, Any], reason: str, times: int, stop: threading.Event
+    ) -> Delivery | None:
+        killmail_id = data.get("killmail_id")
+        if not isinstance(killmail_id, int) or isinstance(killmail_id, bool):
+            killmail_id = None
+        self.counters.skipped_sequences += 1
+        log.error(
+            "R2Z2 sequence %d: unusable killmail %s %d times over %.0f s (%s); skipped and "
+            "recorded for a later fetch",
+            sequence,
+            killmail_id if killmail_id is not None else "(no id)",
+            times,
+            self.unusable_seconds,
+            reason,
+        )
+        skipped = Unusable(sequence, killmail_id, reason)
         delivery = self.next_mail(sequence + 1, stop)
         if delivery is None:
             return None
-        return Delivery(delivery.sequence, delivery.envelope, delivery.skipped + 1)
+        return Delivery(
+            delivery.sequence,
+            delivery.envelope,
+            delivery.skipped + 1,
+            (skipped, *delivery.unusable),
+        )
 
     def _past_gap(self, sequence: int, stop: threading.Event) -> Delivery | None:
         """When the feed is past `sequence`, the first later object it still holds."""
@@ -296,3 +358,12 @@ class R2Z2Client:
             first.sequence,
         )
         return Delivery(first.sequence, first.envelope, skipped)
+
+
+def _unusable(data: Mapping[str, Any]) -> str | None:
+    """Why a JSON object from the feed is not a usable killmail; None when it is."""
+    try:
+        parse(data)
+    except (MalformedKillmail, ValueError, TypeError) as exc:
+        return str(exc)
+    return None

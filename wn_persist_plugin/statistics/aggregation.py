@@ -35,10 +35,11 @@ from typing import Any
 from peewee import Database
 
 from ..db.connect import write_transaction
-from ..db.dialect import is_postgres, stored_instant
+from ..db.dialect import is_postgres
 from ..db.joblock import STATISTICS_JOB, job_lock
 from ..db.models import StatisticsDeletion, StatisticsRetention, StatisticsWatermark
 from ..errors import UnknownPeriod
+from .sqltext import ReadSql
 
 log = logging.getLogger(__name__)
 
@@ -96,27 +97,12 @@ def period_bounds(period_type: str, day: dt.date) -> tuple[dt.date, dt.date]:
     raise UnknownPeriod(period_type, PERIODS)
 
 
-# --- the dialect differences, all in one place ----------------------------------------
+# --- the aggregation's dialect differences (the shared ones are in sqltext.py) -----------
 
 
-class _Sql:
-    """SQL fragments that differ between SQLite and PostgreSQL."""
-
-    def __init__(self, db: Database) -> None:
-        self.pg = is_postgres(db)
-        self.p = db.param
-
-    def period_start(self, period_type: str, expr: str) -> str:
-        if self.pg:
-            if period_type == "daily":
-                return f"({expr})::date"
-            unit = "week" if period_type == "weekly" else "month"
-            return f"date_trunc('{unit}', ({expr})::timestamp)::date"
-        if period_type == "daily":
-            return f"date({expr})"
-        if period_type == "weekly":
-            return f"date({expr}, 'weekday 0', '-6 days')"
-        return f"date({expr}, 'start of month')"
+class _Sql(ReadSql):
+    """The aggregation's SQL fragments that differ between SQLite and PostgreSQL (on top of
+    the read queries' ones)."""
 
     def next_start(self, period_type: str, start: str) -> str:
         """The day after the period starting at `start` (exclusive end of its range)."""
@@ -129,18 +115,9 @@ class _Sql:
         return f"date({start}, '+{1 if period_type == 'daily' else 7} days')"
 
     def period_end(self, period_type: str, start: str) -> str:
-        if self.pg:
-            return f"({self.next_start(period_type, start)} - 1)"
-        if period_type == "monthly":
-            return f"date({start}, '+1 month', '-1 day')"
-        return f"date({start}, '+{0 if period_type == 'daily' else 6} days')"
-
-    @property
-    def value(self) -> str:
-        """A mail's value in integer cents (exact; 64-bit sums are fast on both)."""
-        if self.pg:
-            return "COALESCE(CAST(k.total_value * 100 AS BIGINT), 0)"
-        return "COALESCE(CAST(ROUND(k.total_value * 100) AS INTEGER), 0)"
+        """The last day of the period starting at `start`."""
+        following = self.next_start(period_type, start)
+        return f"({following} - 1)" if self.pg else f"date({following}, '-1 day')"
 
     def isk(self, total: str) -> str:
         """Summed cents as stored in the ISK column (SQLite: exact decimal text)."""
@@ -177,12 +154,6 @@ class _Sql:
     def force_order(self) -> str:
         """Join keyword that makes SQLite drive the join from the (small) work table."""
         return "JOIN" if self.pg else "CROSS JOIN"
-
-    def timestamp(self, value: dt.datetime) -> Any:
-        return stored_instant(value, sqlite=not self.pg)
-
-    def date(self, value: dt.date) -> Any:
-        return value.isoformat() if not self.pg else value
 
     def tune(self, db: Database) -> None:
         """Settings for the current transaction's aggregation statements."""
@@ -289,9 +260,9 @@ def _grouped_sql(sql: _Sql, scan: _Scan, *, dual: bool = True) -> str:
                AS kills,
            CAST(SUM(CASE WHEN k.character_role = 'victim' THEN 1 ELSE 0 END) AS INTEGER)
                AS deaths,
-           CAST(SUM(CASE WHEN k.character_role = 'attacker' THEN {sql.value} ELSE 0 END)
+           CAST(SUM(CASE WHEN k.character_role = 'attacker' THEN {sql.cents} ELSE 0 END)
                AS BIGINT) AS destroyed,
-           CAST(SUM(CASE WHEN k.character_role = 'victim' THEN {sql.value} ELSE 0 END)
+           CAST(SUM(CASE WHEN k.character_role = 'victim' THEN {sql.cents} ELSE 0 END)
                AS BIGINT) AS lost,
            CAST(SUM(CASE WHEN k.character_role = 'attacker' AND k.solo THEN 1 ELSE 0 END)
                AS INTEGER) AS solo,

@@ -120,8 +120,8 @@ class Scheduler:
         return report
 
     def _job(self, report: JobReport) -> None:
-        # --- region enrichment (enrich helper) runs here, before aggregation: pass it in
-        # `before_aggregation` so regions found now count in this run's statistics. ---
+        # Enrichment runs here, before aggregation (`before_aggregation`), so regions found
+        # now count in this run's statistics.
         # A failing step (ESI answering garbage, say) is logged and counted, and the
         # statistics are still brought up to date: enrichment is never a reason to stop.
         for step in self.before_aggregation:

@@ -1,5 +1,6 @@
-"""SQL fragments and parameters that differ between SQLite and PostgreSQL, for the read
-queries of `history`, `group` and `export`."""
+"""SQL fragments and parameters that differ between SQLite and PostgreSQL in the statistics
+SQL: `ReadSql` for the read queries of `history`, `group` and `export`; the aggregation
+adds its own pieces on top of it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from peewee import Database
 
-from ..db.connect import is_postgres
+from ..db.dialect import day_param, instant_param, is_postgres
 from ..db.fields import CENT
 
 
@@ -17,6 +18,7 @@ class ReadSql:
     """Dialect pieces for reading `killmails` (aliased `k`) and `killmail_statistics`."""
 
     def __init__(self, db: Database) -> None:
+        self.db = db
         self.pg = is_postgres(db)
         self.p = db.param
 
@@ -59,11 +61,10 @@ class ReadSql:
         return f"CAST(strftime('%H', {expr}) AS INTEGER)"
 
     def timestamp(self, value: dt.datetime) -> Any:
-        naive = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return naive if self.pg else naive.isoformat(sep=" ")
+        return instant_param(self.db, value)
 
     def date(self, value: dt.date) -> Any:
-        return value if self.pg else value.isoformat()
+        return day_param(self.db, value)
 
 
 def day_start(day: dt.date) -> dt.datetime:
