@@ -187,9 +187,9 @@ def _who(db: Database, character: int | None) -> str:
 def load_chart(db: Database, request: ChartRequest) -> Chart:
     """The figures of the (checked) request's chart."""
     request.checked()
-    size = {"width": request.width, "height": request.height}
     if request.name in LEADERBOARDS:
-        return dataclasses.replace(_leaderboard(db, request), **size)
+        board = _leaderboard(db, request)
+        return dataclasses.replace(board, width=request.width, height=request.height)
     days = _days(request.first, request.last)
     who = _who(db, request.character)
     body: Bars | Trend | Heatmap
@@ -223,7 +223,7 @@ def load_chart(db: Database, request: ChartRequest) -> Chart:
             color="#5865f2" if kind == "ships" else "#eb459e",
         )
         title = f"{who}: most used ships" if kind == "ships" else f"{who}: most active regions"
-    return Chart(request.name, title, days, body, **size)
+    return Chart(request.name, title, days, body, request.width, request.height)
 
 
 def _trend(rows: list[dict], period: str, death_label: str) -> Trend:
