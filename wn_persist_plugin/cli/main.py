@@ -537,6 +537,7 @@ def run(
 # --- end of `wn-persist run` ---------------------------------------------------------------
 
 
+<<<<<<< HEAD
 @main.command()
 @click.option(
     "--timeout",
@@ -575,8 +576,17 @@ def doctor(app: AppContext, timeout: float) -> None:
 
 
 from . import web  # noqa: E402 - its commands use the group and helpers above
+=======
+from . import (  # noqa: E402 - likewise
+    charts,
+    reports,
+    web,  # noqa: E402 - its commands use the group and helpers above
+)
+>>>>>>> main
 
 web.register(main)
+charts.register(main)
+reports.register(main)
 
 
 if __name__ == "__main__":  # pragma: no cover
