@@ -537,7 +537,6 @@ def run(
 # --- end of `wn-persist run` ---------------------------------------------------------------
 
 
-<<<<<<< HEAD
 @main.command()
 @click.option(
     "--timeout",
@@ -575,14 +574,11 @@ def doctor(app: AppContext, timeout: float) -> None:
         sys.exit(1)
 
 
-from . import web  # noqa: E402 - its commands use the group and helpers above
-=======
 from . import (  # noqa: E402 - likewise
     charts,
     reports,
     web,  # noqa: E402 - its commands use the group and helpers above
 )
->>>>>>> main
 
 web.register(main)
 charts.register(main)
