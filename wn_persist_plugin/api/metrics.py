@@ -51,6 +51,10 @@ PIPELINE_COUNTERS = {
 }
 PIPELINE_GAUGES = {
     "queued": ("writer_queue_depth", "Matched killmails waiting to be written."),
+    "queued_bytes": (
+        "writer_queue_bytes",
+        "Estimated memory of the killmails waiting to be written, in bytes.",
+    ),
     "tracked": ("tracked_characters", "Characters currently tracked."),
 }
 
