@@ -16,11 +16,17 @@ from .context import ApiContext, FeedStatus
 from .errors import Problem
 from .metrics import HttpMetrics
 from .spec import SPEC
-from .views import characters, export, group, health, killmails, leaderboard
+from .views import characters, dashboard, export, group, health, killmails, leaderboard
 
 log = logging.getLogger(__name__)
-OPEN_ROUTES = frozenset({"/livez", "/readyz"})
-"""Routes that answer without the API token."""
+OPEN_ROUTES = frozenset({"/livez", "/readyz", "/"})
+"""Routes that answer without the API token (also everything under `/static/`)."""
+
+
+def is_open(path: str) -> bool:
+    """Whether `path` answers without the API token: health, the dashboard page and its
+    static files."""
+    return path in OPEN_ROUTES or path.startswith(dashboard.STATIC_PREFIX)
 
 
 class TokenAuth:
@@ -30,7 +36,7 @@ class TokenAuth:
         self._expected = f"Bearer {token}".encode() if token else None
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if self._expected is None or req.path in OPEN_ROUTES:
+        if self._expected is None or is_open(req.path):
             return
         given = (req.get_header("Authorization") or "").encode()
         if not hmac.compare_digest(given, self._expected):
@@ -50,7 +56,9 @@ class DatabaseConnection:
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any
     ) -> None:
-        if req.path not in ("/livez", "/metrics", "/readyz", "/openapi.json"):
+        if req.path not in ("/livez", "/metrics", "/readyz", "/openapi.json") and not is_open(
+            req.path
+        ):
             self.db.connect(reuse_if_open=True)
 
     def process_response(
@@ -92,6 +100,7 @@ def create_app(
     app.add_route(f"{base}/leaderboard", leaderboard.LeaderboardResource(ctx))
     app.add_route(f"{base}/group/stats", group.GroupStatsResource(ctx))
     app.add_route(f"{base}/export", export.ExportResource(ctx))
+    dashboard.add_routes(app)
     document = openapi_document(app)
     app.add_route("/openapi.json", health.OpenApi(document))
     return app
@@ -104,7 +113,9 @@ def openapi_document(app: falcon.App) -> dict[str, Any]:
     # /openapi.json itself is added after this snapshot; list it too.
     document.setdefault("paths", {})
     document["paths"] = {
-        path: item for path, item in document["paths"].items() if not path.startswith("/apidoc")
+        path: item
+        for path, item in document["paths"].items()
+        if not path.startswith("/apidoc") and path not in dashboard.ROUTES
     }
     if "/openapi.json" not in document["paths"]:
         document["paths"]["/openapi.json"] = {
