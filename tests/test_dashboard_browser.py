@@ -25,6 +25,7 @@ from wn_persist_plugin.api.metrics import make_registry
 from wn_persist_plugin.api.server import ApiServer
 from wn_persist_plugin.db import migrator
 from wn_persist_plugin.db.connect import open_database
+from wn_persist_plugin.enrichment import static_data
 from wn_persist_plugin.statistics.aggregation import aggregate
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -69,13 +70,16 @@ class Site:
 def site(
     request: pytest.FixtureRequest,
     real_envelopes: list[dict],
+    real_data_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Site]:
-    """The real corpus stored and aggregated, served twice over HTTP: open and locked."""
+    """The real corpus, with the static data for names and regions, stored and aggregated,
+    served twice over HTTP: open and locked."""
     url = new_database_url(request.param, request, tmp_path_factory.mktemp("dashboard"))
     db = open_database(url)
     migrator.migrate(db)
     db.connect(reuse_if_open=True)
+    static_data.import_directory(db, real_data_dir / "universe")
     tracked = tracked_of(real_envelopes)
     track(tracked)
     persist(real_envelopes, tracked)

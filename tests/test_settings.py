@@ -25,6 +25,7 @@ from wn_persist_plugin.settings import (
     Settings,
     Text,
     Token,
+    WebhookUrl,
     WriterSettings,
     load_settings,
 )
@@ -95,7 +96,8 @@ def test_defaults_of_the_table_are_the_defaults_of_the_object():
 
 def test_secret_flags():
     secrets = {s.name for s in SETTINGS if s.secret}
-    assert secrets == {"DATABASE_URL", "POSTGRES_PASSWORD", "MAP_API_KEY", "PERSISTENCE_API_TOKEN"}
+    assert secrets == {"DATABASE_URL", "POSTGRES_PASSWORD", "MAP_API_KEY", "PERSISTENCE_API_TOKEN",
+                       "DISCORD_WEBHOOK_URL"}
 
 
 def test_the_r2z2_client_agrees_with_the_table():
@@ -189,7 +191,8 @@ BAD_BY_KIND = {
     Cron: "every day",
     EveIds: "12,abc",
     DatabaseUrl: "mysql://u:pw@h/db",
-    Token: "short",
+    Token: "pw-too-short",
+    WebhookUrl: "ftp://pw.example/api/webhooks/1/pw",
     ByteSize: "12XB",
 }
 
@@ -274,15 +277,16 @@ def test_repr_masks_every_secret():
     secrets = {
         "POSTGRES_PASSWORD": "pg-pass-31337",
         "MAP_API_KEY": "map-key-31337",
-        "PERSISTENCE_API_TOKEN": "api-token-31337-long",
+        "PERSISTENCE_API_TOKEN": "api-token-31337-0123456789",
+        "DISCORD_WEBHOOK_URL": "https://discord.example/api/webhooks/1/hook-31337",
     }
     s = load(POSTGRES_HOST="h", POSTGRES_USER="u", MAP_URL="https://m", MAP_NAME="m", **secrets)
-    shown = repr(s) + str(s) + repr(s.map) + repr(s.http)
+    shown = repr(s) + str(s) + repr(s.map) + repr(s.http) + repr(s.reports)
     for value in secrets.values():
         assert value not in shown
     assert "'***'" in repr(s.map) and "'***'" in repr(s.http)
     assert "postgresql://u:***@h:5432/wanderer_notifier" in repr(s)
-    assert s.map.api_key == "map-key-31337" and s.http.api_token == "api-token-31337-long"
+    assert s.map.api_key == "map-key-31337" and s.http.api_token == "api-token-31337-0123456789"
     url = load(DATABASE_URL="postgresql://bob:hunter2@h/db")
     assert "hunter2" not in repr(url) and "bob:***@h/db" in repr(url)
 

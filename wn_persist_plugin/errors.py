@@ -6,6 +6,7 @@
     ├── MigrationTargetError   a schema version that no migration has
     ├── JobBusy                another process or thread runs the job
     ├── UniverseImportError    static data files missing or unreadable
+    ├── ExtraMissing           a feature needs an optional extra that is not installed
     ├── QueryError             a question about the history that has no answer
     │   ├── UnknownPeriod      not daily, weekly or monthly
     │   ├── UnknownCharacter   no tracked character or statistics by that id or name
@@ -16,9 +17,11 @@
         ├── SourceUnavailable  down, too slow, or asks us to wait too long: try later
         │   ├── MapUnavailable the Wanderer map API, this time
         │   └── StaticDataUnavailable  the SDE download (also a UniverseImportError)
-        └── EsiError           ESI refused in a way retrying will not fix
-            ├── EsiNotFound    404: the id (or id/hash pair) does not exist (a SourceNotFound)
-            └── EsiUnavailable ESI is down or asks us to wait too long (a SourceUnavailable)
+        ├── EsiError           ESI refused in a way retrying will not fix
+        │   ├── EsiNotFound    404: the id (or id/hash pair) does not exist (a SourceNotFound)
+        │   └── EsiUnavailable ESI is down or asks us to wait too long (a SourceUnavailable)
+        └── DiscordError       a Discord webhook refused the post (never names the webhook)
+            └── DiscordUnavailable  down, or rate-limited longer than we wait (a SourceUnavailable)
 
 Source messages are one line: the service, what was asked, and the cause (DNS lookup
 failed, connection refused, timed out, TLS error, HTTP status, ...); never a URL password
@@ -68,6 +71,15 @@ class JobBusy(WnPersistError, RuntimeError):
 
 class UniverseImportError(WnPersistError):
     """The SDE files are missing or unreadable; the message names the file."""
+
+
+class ExtraMissing(WnPersistError, ImportError):
+    """A feature needs an optional extra (`pip install 'wn-persist-plugin[EXTRA]'`)."""
+
+    def __init__(self, extra: str, feature: str) -> None:
+        self.extra = extra
+        self.feature = feature
+        super().__init__(f"{feature} need the extra: pip install 'wn-persist-plugin[{extra}]'")
 
 
 class QueryError(WnPersistError):
@@ -142,3 +154,12 @@ class EsiNotFound(EsiError, SourceNotFound):
 
 class EsiUnavailable(EsiError, SourceUnavailable):
     """ESI is down, too slow, or asks us to wait longer than we are willing to."""
+
+
+class DiscordError(SourceError):
+    """A Discord webhook refused the post in a way retrying will not fix (bad webhook,
+    bad payload); the message never contains the webhook URL."""
+
+
+class DiscordUnavailable(DiscordError, SourceUnavailable):
+    """Discord is down, too slow, or rate-limits us for longer than we wait."""

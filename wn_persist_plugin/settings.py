@@ -3,7 +3,7 @@
 `SETTINGS` declares every variable once (name, where its value lives on `Settings`, how
 it is parsed and checked, default, help, whether it is secret); `load_settings()` reads
 the raw values, parses each through its entry and builds the frozen `Settings` with its
-grouped sub-objects (`writer`, `esi`, `feed`, `map`, `host`, `http`). Nothing else in the
+grouped sub-objects (`writer`, `esi`, `feed`, `map`, `host`, `http`, `reports`). Nothing else in the
 package reads the environment or parses a setting.
 
 Precedence, highest first: values a host passes to `on_startup(config)`, the process
@@ -308,6 +308,23 @@ class DatabaseUrl(Kind):
         return repr(mask_url(str(value)))
 
 
+@dataclass(frozen=True)
+class WebhookUrl(Kind):
+    """A secret https:// (or http://) webhook URL; its problems never quote it."""
+
+    masks_its_messages = True
+
+    def parse(self, raw: str) -> str:
+        value = raw.strip()
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("is not an http:// or https:// URL")
+        return value
+
+    def describe(self) -> str:
+        return "http(s) URL"
+
+
 # -- the declaration table -------------------------------------------------------------------
 
 
@@ -513,6 +530,17 @@ SETTINGS: tuple[Setting, ...] = (
         "bearer token the HTTP API requires; unset: no token",
         secret=True,
     ),
+    # reports
+    Setting(
+        "DISCORD_WEBHOOK_URL", "reports.webhook_url", WebhookUrl(), None,
+        "Discord webhook the reports are posted to (`report --webhook` overrides it)",
+        secret=True,
+    ),
+    Setting(
+        "PERSISTENCE_REPORT_SCHEDULE", "reports.schedule", Cron(), None,
+        "5-field cron expression (UTC) for posting the weekly report of the last complete "
+        "week; unset: no scheduled report",
+    ),
 )  # fmt: skip
 
 SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
@@ -640,6 +668,18 @@ class HttpSettings:
         return _masked_repr(self, "http")
 
 
+@dataclass(frozen=True, repr=False)
+class ReportSettings:
+    """The Discord report (`settings.reports`)."""
+
+    webhook_url: str | None = _default("DISCORD_WEBHOOK_URL")
+    schedule: str | None = _default("PERSISTENCE_REPORT_SCHEDULE")
+    """None: no scheduled report."""
+
+    def __repr__(self) -> str:
+        return _masked_repr(self, "reports")
+
+
 GROUPS: Mapping[str, type] = {
     "writer": WriterSettings,
     "esi": EsiSettings,
@@ -647,6 +687,7 @@ GROUPS: Mapping[str, type] = {
     "map": MapSettings,
     "host": HostSettings,
     "http": HttpSettings,
+    "reports": ReportSettings,
 }
 """Settings' sub-objects, by attribute name (the prefix of `Setting.attribute`)."""
 
@@ -671,6 +712,7 @@ class Settings:
     map: MapSettings = field(default_factory=MapSettings)
     host: HostSettings = field(default_factory=HostSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    reports: ReportSettings = field(default_factory=ReportSettings)
 
     @property
     def masked_database_url(self) -> str:

@@ -197,6 +197,9 @@ def feed_env(db_url: str, feed_url: str, tracked: Sequence[int], **values: str) 
         "R2Z2_MAX_BACKOFF": "2",
         "HOST_CHECKPOINT_SECONDS": "1",
         "PROGRESS_INTERVAL_SECONDS": "1",
+        # No outside service is reachable from a test: the scheduled job must not spend
+        # its tick retrying ESI.
+        "PERSISTENCE_ESI_ENRICHMENT": "false",
     }
     return clean_env(**{**settings, **values})
 

@@ -32,6 +32,7 @@ from wn_persist_plugin.db import migrator
 from wn_persist_plugin.db.connect import is_postgres, open_database, write_transaction
 from wn_persist_plugin.ingest.rows import involvement_rows
 from wn_persist_plugin.ingest.store import write_rows
+from wn_persist_plugin.ingest.tracked import TrackedSet
 from wn_persist_plugin.killmails import parse as killmail
 
 KILLS = 5
@@ -133,7 +134,8 @@ def fill_history(url: str, envelopes: list[dict], target: int) -> int:
         parsed = [killmail.parse(e) for e in envelopes]
         everyone = {m.victim.character_id for m in parsed if m.victim.character_id}
         everyone |= {a.character_id for m in parsed for a in m.attackers if a.character_id}
-        write_rows(db, [r for m in parsed for r in involvement_rows(m, everyone)])
+        tracked = TrackedSet.of_ids(everyone)
+        write_rows(db, [r for m in parsed for r in involvement_rows(m, tracked)])
         with write_transaction(db):
             db.execute_sql("CREATE TABLE seed AS SELECT * FROM killmails")
             db.execute_sql("DELETE FROM killmails")

@@ -16,7 +16,16 @@ from .context import ApiContext, FeedStatus
 from .errors import Problem
 from .metrics import HttpMetrics
 from .spec import SPEC
-from .views import characters, dashboard, export, group, health, killmails, leaderboard
+from .views import (
+    characters,
+    charts,
+    dashboard,
+    export,
+    group,
+    health,
+    killmails,
+    leaderboard,
+)
 
 log = logging.getLogger(__name__)
 OPEN_ROUTES = frozenset({"/livez", "/readyz", "/"})
@@ -100,6 +109,7 @@ def create_app(
     app.add_route(f"{base}/leaderboard", leaderboard.LeaderboardResource(ctx))
     app.add_route(f"{base}/group/stats", group.GroupStatsResource(ctx))
     app.add_route(f"{base}/export", export.ExportResource(ctx))
+    app.add_route(f"{base}/charts/{{name}}.png", charts.ChartResource(ctx))
     dashboard.add_routes(app)
     document = openapi_document(app)
     app.add_route("/openapi.json", health.OpenApi(document))

@@ -85,3 +85,12 @@ def make_spec() -> SpecTree:
 
 SPEC = make_spec()
 """The route descriptions (views are decorated with it at import; apps register into it)."""
+
+
+class ChartQuery(RangeQuery):
+    character: int | None = Field(None, ge=1, description="Character id (the group if unset).")
+    period: Period = Field("monthly", description="Period type.")
+    start: Day | None = Field(None, description="Leaderboards: first day of the period.")
+    width: int = Field(1200, ge=300, le=4000, description="Image width in pixels.")
+    height: int = Field(600, ge=200, le=4000, description="Image height in pixels.")
+    limit: int = Field(10, ge=1, le=50, description="Bars shown (leaderboards, top lists).")

@@ -535,9 +535,15 @@ def run(
 # --- end of `wn-persist run` ---------------------------------------------------------------
 
 
-from . import web  # noqa: E402 - its commands use the group and helpers above
+from . import (  # noqa: E402 - likewise
+    charts,
+    reports,
+    web,  # noqa: E402 - its commands use the group and helpers above
+)
 
 web.register(main)
+charts.register(main)
+reports.register(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

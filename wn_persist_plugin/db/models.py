@@ -11,6 +11,7 @@ from peewee import (
     BigIntegerField,
     BooleanField,
     CharField,
+    CompositeKey,
     DateField,
     DoubleField,
     IntegerField,
@@ -258,6 +259,18 @@ class SkippedSequence(BaseModel):
         table_name = "skipped_sequences"
 
 
+class ReportSent(BaseModel):
+    """A report posted for one period (`period_type`, `period_start`): each once."""
+
+    period_type = CharField(max_length=16)
+    period_start = DateField()
+    sent_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "reports_sent"
+        primary_key = CompositeKey("period_type", "period_start")
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     TrackedCharacter,
     Involvement,
@@ -268,4 +281,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     *UNIVERSE_MODELS,
     FeedState,
     SkippedSequence,
+    ReportSent,
 )

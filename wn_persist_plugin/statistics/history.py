@@ -455,7 +455,11 @@ def _top(mapping: Any, names: dict[str, str | None]) -> list[dict[str, Any]]:
     return out
 
 
-def _names(db: Database, ships: set[str], regions: set[str]) -> dict[str, dict[str, str | None]]:
+def lookup_names(
+    db: Database, ships: set[str], regions: set[str]
+) -> dict[str, dict[str, str | None]]:
+    """Names of ship type ids (`universe_types`, then the ESI names cache) and region ids
+    (`universe_regions`), keyed by the id as text under `ships` and `regions`."""
     p = db.param
     found: dict[str, dict[str, str | None]] = {"ships": {}, "regions": {}}
     ship_ids = sorted(int(s) for s in ships if s.isdigit())
@@ -492,7 +496,7 @@ _STAT_COLUMNS = (
 
 def _stat_rows(db: Database, rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     maps = [(_json(r[11]) or {}, _json(r[12]) or {}) for r in rows]
-    names = _names(
+    names = lookup_names(
         db,
         {k for ships, _ in maps for k in ships},
         {k for _, regions in maps for k in regions},

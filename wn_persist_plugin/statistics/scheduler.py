@@ -6,6 +6,11 @@ time comes from croniter and one `schedule` job is armed for it. A failing job i
 and tried again at the next fire time; the thread never dies of it. Processes sharing a
 database never run the job at once (`joblock`): the one that finds the lock taken skips
 that run.
+
+With `PERSISTENCE_REPORT_SCHEDULE` set, the same thread also posts the weekly Discord
+report on that cron (`reports.job.run_scheduled_report`: once per period, its own lock).
+A failed post is logged and tried again at the next report time; it never delays or stops
+the statistics job beyond the post itself.
 """
 
 from __future__ import annotations
@@ -82,6 +87,12 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.next_fire: dt.datetime | None = None
+        self.settings = settings
+        self.report_cron = settings.reports.schedule
+        self.report_next_fire: dt.datetime | None = None
+        self.report_runs = 0
+        self.report_failures = 0
+        self.last_report_result: str | None = None
 
     # --- the job ---------------------------------------------------------------------
 
@@ -124,6 +135,25 @@ class Scheduler:
         report.aggregate = aggregate(self.db)
         report.prune = prune(self.db, self.retention_days)
 
+    def run_report_now(self) -> str:
+        """Run the report job once, synchronously (never raises: a failure is logged,
+        counted and returned as `failed: ...`)."""
+        from ..reports.discord import mask_webhook
+        from ..reports.job import run_scheduled_report
+
+        try:
+            result = run_scheduled_report(self.db, self.settings, self.clock())
+        except Exception as exc:  # noqa: BLE001 - the report must never kill the thread
+            self.report_failures += 1
+            result = f"failed: {type(exc).__name__}: {mask_webhook(first_line(exc))}"
+            log.warning("report job %s; it runs again at the next report time", result)
+        finally:
+            self.report_runs += 1
+            if not self.db.is_closed() and self._thread is threading.current_thread():
+                self.db.close()
+        self.last_report_result = result
+        return result
+
     # --- the thread ------------------------------------------------------------------
 
     def fire_after(self, moment: dt.datetime) -> dt.datetime:
@@ -136,6 +166,27 @@ class Scheduler:
         delay = max(1, math.ceil((self.next_fire - now).total_seconds()))
         self._jobs.every(delay).seconds.do(self._fire)
         log.debug("statistics job next at %s", self.next_fire.isoformat())
+
+    def _arm_report(self) -> None:
+        if self.report_cron is None:
+            return
+        now = self.clock()
+        self.report_next_fire = croniter(self.report_cron, now.astimezone(dt.UTC)).get_next(
+            dt.datetime
+        )
+        delay = max(1, math.ceil((self.report_next_fire - now).total_seconds()))
+        self._jobs.every(delay).seconds.do(self._fire_report).tag("report")
+
+    def _fire_report(self) -> type[schedule.CancelJob]:
+        early = self.report_next_fire is not None and (
+            self.clock() < self.report_next_fire - ONE_SECOND
+        )
+        try:
+            if not early:
+                self.run_report_now()
+        finally:
+            self._arm_report()
+        return schedule.CancelJob
 
     def _fire(self) -> type[schedule.CancelJob]:
         # `schedule` counts in local wall-clock time: a daylight-saving jump can wake it an
@@ -170,11 +221,14 @@ class Scheduler:
         self._stop.clear()
         self._jobs.clear()
         self._arm()
+        self._arm_report()
         self._thread = threading.Thread(
             target=self._loop, name="wn-persist-statistics", daemon=True
         )
         self._thread.start()
         log.info("statistics scheduler started (%s UTC)", self.cron)
+        if self.report_cron is not None:
+            log.info("weekly report scheduled (%s UTC)", self.report_cron)
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Stop the thread, waiting up to `timeout` seconds for a running job to end.

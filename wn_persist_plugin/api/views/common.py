@@ -19,7 +19,8 @@ def path_id(value: str, name: str) -> int:
     return int(value)
 
 
-def _matches(header: str | None, tag: str) -> bool:
+def etag_matches(header: str | None, tag: str) -> bool:
+    """True when an If-None-Match header names `tag` (weak or strong) or `*`."""
     if not header:
         return False
     for part in header.split(","):
@@ -37,7 +38,7 @@ def send_json(req: falcon.Request, resp: falcon.Response, data: Any, *, etag: bo
     if etag:
         tag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
         resp.set_header("ETag", tag)
-        if _matches(req.get_header("If-None-Match"), tag):
+        if etag_matches(req.get_header("If-None-Match"), tag):
             resp.status = falcon.HTTP_304
             return
     resp.content_type = falcon.MEDIA_JSON
