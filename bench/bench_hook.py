@@ -86,6 +86,7 @@ def main() -> None:
                 "ENABLE_PERSISTENCE": "true",
                 "DATABASE_URL": urls["sqlite"],
                 "PERSISTENCE_QUEUE_SIZE": str(len(mails) + 1),
+                "PERSISTENCE_QUEUE_BYTES": "64GiB",
             }
         )
         plugin.on_tracked_characters_updated(characters=[{"character_id": str(c)} for c in tracked])

@@ -36,3 +36,25 @@ def test_stats_default_to_zero_and_add_up_what_was_given_up():
     stats = PipelineStats(dropped=2, lost=3, rows_written=7)
     assert stats.given_up == 5 and stats.seen == 0
     assert stats.as_dict()["rows_written"] == 7
+
+
+def test_estimated_size_counts_attackers_and_items_from_any_envelope(real_envelopes):
+    from wn_persist_plugin.ingest.match import (
+        ATTACKER_BYTES,
+        ITEM_BYTES,
+        MAIL_BASE_BYTES,
+        estimated_size,
+    )
+
+    env = real_envelopes[0]
+    body = env["esi"]
+    want = (
+        MAIL_BASE_BYTES
+        + ATTACKER_BYTES * len(body["attackers"])
+        + ITEM_BYTES * len(body["victim"].get("items") or [])
+    )
+    assert estimated_size(env) == want
+    assert estimated_size({"package": {"killmail": body, "zkb": {}}}) == want  # RedisQ
+    assert estimated_size(body) == want  # a bare ESI body
+    assert estimated_size("not a mail") == MAIL_BASE_BYTES
+    assert estimated_size({"esi": {"victim": None, "attackers": "x"}}) == MAIL_BASE_BYTES

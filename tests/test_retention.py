@@ -4,11 +4,16 @@ batches, keeps statistics, freezes pruned periods, and a dry run changes nothing
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import pytest
+from click.testing import CliRunner
 from reference_stats import envelope, store_envelopes
 
+from wn_persist_plugin.api.metrics import make_registry
+from wn_persist_plugin.cli import main
 from wn_persist_plugin.db.models import Involvement, KillmailStatistics, StatisticsRetention
+from wn_persist_plugin.db.status import late_dropped_total
 from wn_persist_plugin.statistics.aggregation import aggregate
 from wn_persist_plugin.statistics.retention import cutoff_day, prune
 
@@ -137,17 +142,46 @@ def test_unaggregated_row_in_a_shared_period_holds_retention_back(history):
     assert figures()[week][0] == 3
 
 
-def test_late_mail_in_a_frozen_period_is_dropped_not_counted(history):
+def test_late_mail_in_a_frozen_period_is_dropped_not_counted(history, db_url, caplog, monkeypatch):
     aggregate(history)
-    prune(history, DAYS, now=NOW)
+    first = prune(history, DAYS, now=NOW)
+    assert first.late_dropped == first.late_dropped_total == 0
+    assert late_dropped_total(history) == 0
     before = figures()
-    # a mail from May arrives after May was pruned: its periods are frozen
-    store_envelopes(history, [envelope(6, "2025-05-10T08:00:00Z", attackers=[1])], TRACKED)
+    # mails from May arrive after May was pruned: their periods are frozen
+    late = [envelope(kid, "2025-05-10T08:00:00Z", attackers=[1]) for kid in (7, 6, 8)]
+    store_envelopes(history, late, TRACKED)
     aggregate(history, now=dt.datetime.now(UTC) + dt.timedelta(hours=2))
     assert figures() == before
-    result = prune(history, DAYS, now=NOW)
-    assert (result.deleted, result.late_dropped, result.blocked) == (1, 1, 0)
+    with caplog.at_level(logging.WARNING, logger="wn_persist_plugin.statistics.retention"):
+        result = prune(history, DAYS, now=NOW)
+    assert (result.deleted, result.late_dropped, result.blocked) == (3, 3, 0)
+    assert result.first_late_killmail == 6 and result.late_dropped_total == 3
     assert kill_ids() == {3, 4}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1  # one line for the run, not one per mail
+    assert "killmail 6 and 2 more late involvements" in warnings[0]
+    # the running total is stored, for `db status` and the metrics
+    assert late_dropped_total(history) == 3
+    store_envelopes(history, [envelope(9, "2025-05-11T08:00:00Z", attackers=[1])], TRACKED)
+    aggregate(history, now=dt.datetime.now(UTC) + dt.timedelta(hours=3))
+    again = prune(history, DAYS, now=NOW)
+    assert (again.late_dropped, again.late_dropped_total) == (1, 4)
+    assert late_dropped_total(history) == 4
+    # ... read at scrape time by the metrics, and shown by `db status`
+    registry = make_registry(history)
+    assert registry.get_sample_value("wn_persist_retention_late_dropped_total") == 4
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    out = CliRunner().invoke(main, ["db", "status"])
+    assert out.exit_code == 0, out.output
+    assert "dropped late:" in out.output
+    line = next(x for x in out.output.splitlines() if x.startswith("dropped late:"))
+    assert line.split(":", 1)[1].split()[0] == "4"
+
+
+def test_no_late_drop_metric_before_the_first_prune(db):
+    assert late_dropped_total(db) is None
+    assert make_registry(db).get_sample_value("wn_persist_retention_late_dropped_total") is None
 
 
 def test_bad_retention_days(history):

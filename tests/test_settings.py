@@ -14,6 +14,7 @@ from wn_persist_plugin.settings import (
     MAX_EVE_ID,
     SETTINGS,
     SETTINGS_BY_NAME,
+    ByteSize,
     Cron,
     DatabaseUrl,
     Day,
@@ -197,6 +198,7 @@ BAD_BY_KIND = {
     DatabaseUrl: "mysql://u:pw@h/db",
     Token: "pw-too-short",
     WebhookUrl: "ftp://pw.example/api/webhooks/1/pw",
+    ByteSize: "12XB",
 }
 
 
@@ -219,6 +221,8 @@ def test_every_checked_variable_refuses_a_bad_value_in_one_line(setting):
     [
         ("PERSISTENCE_QUEUE_SIZE", "0", "0 is out of range (1..10000000)"),
         ("PERSISTENCE_BATCH_SIZE", "-1", "-1 is out of range (1..5000)"),
+        ("PERSISTENCE_QUEUE_BYTES", "1KiB", "1KiB is out of range (1MiB..64GiB)"),
+        ("PERSISTENCE_QUEUE_BYTES", "65GiB", "65GiB is out of range (1MiB..64GiB)"),
         ("PERSISTENCE_SHUTDOWN_TIMEOUT", "-1", "-1 is out of range (0..86400 seconds)"),
         ("HOST_MAX_QUEUED", "0", "0 is out of range"),
         ("ESI_TIMEOUT", "0", "0 is out of range"),
@@ -306,3 +310,16 @@ def test_a_bad_secret_is_never_quoted():
 
 def test_unset_secrets_show_as_none():
     assert "api_key=None" in repr(load().map)
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [("1048576", 2**20), ("1MiB", 2**20), ("256 mib", 256 * 2**20), ("2GiB", 2 * 2**30),
+     ("64GiB", 64 * 2**30), ("4096KiB", 4 * 2**20)],
+)  # fmt: skip
+def test_queue_bytes_takes_bytes_or_binary_units(raw, value):
+    assert load(PERSISTENCE_QUEUE_BYTES=raw).writer.queue_bytes == value
+
+
+def test_queue_bytes_defaults_to_256_mib():
+    assert load().writer.queue_bytes == WriterSettings().queue_bytes == 256 * 2**20

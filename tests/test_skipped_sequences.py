@@ -7,6 +7,7 @@ from click.testing import CliRunner
 from fakes.r2z2 import FakeR2Z2
 from fakes.recording import FAST, HostThread, RecordingPlugin, settings_for, wait_for
 
+from wn_persist_plugin.api.metrics import make_registry
 from wn_persist_plugin.cli import main
 from wn_persist_plugin.db.connect import open_database
 from wn_persist_plugin.host import feed_state
@@ -81,3 +82,14 @@ def test_run_records_an_unusable_sequence_and_status_shows_it(
     assert out.exit_code == 0, out.output
     line = next(x for x in out.output.splitlines() if x.startswith("skipped sequences:"))
     assert f"1 (newest: sequence {FIRST + 2} (killmail {mails[2]['killmail_id']}" in line
+
+
+def test_skipped_sequences_metric_counts_the_table_at_scrape_time(db):
+    registry = make_registry(db)
+    assert registry.get_sample_value("wn_persist_feed_skipped_sequences") == 0
+    feed_state.record_skipped(
+        db, [feed_state.Skipped(FIRST + n, None, "no victim") for n in range(3)]
+    )
+    assert registry.get_sample_value("wn_persist_feed_skipped_sequences") == 3
+    feed_state.record_skipped(db, [feed_state.Skipped(FIRST, 5, "again")])  # same sequence
+    assert registry.get_sample_value("wn_persist_feed_skipped_sequences") == 3

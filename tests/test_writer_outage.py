@@ -17,12 +17,15 @@ from urllib.parse import urlsplit
 import psycopg2
 import pytest
 from conftest import ADMIN_URL
+from prometheus_client import CollectorRegistry
 from test_killmail import esi_mail
 from test_pipeline import Host
 
+from wn_persist_plugin.api.metrics import register_pipeline_metrics
 from wn_persist_plugin.db import connect as database
 from wn_persist_plugin.db.connect import open_database
 from wn_persist_plugin.db.models import Involvement
+from wn_persist_plugin.ingest.match import estimated_size
 
 TRACKED = 90000002
 
@@ -242,3 +245,46 @@ def test_zero_shutdown_timeout_still_writes_a_healthy_queue(backend, fresh_url):
     host.stop()  # the timeout bounds retrying an unreachable database, nothing else
     assert host.plugin.pipeline_stats().lost == 0
     assert sorted(stored_ids(fresh_url)) == list(range(1, 201))
+
+
+def big_mails(count: int, attackers: int, start: int = 1) -> list[dict]:
+    """Mails with `attackers` extra NPC attackers each (the tracked one stays on them)."""
+    out = []
+    for mail in mails(count, start):
+        extra = [{"ship_type_id": 34495, "faction_id": 500024, "damage_done": 1}] * attackers
+        mail["esi"]["attackers"] = mail["esi"]["attackers"] + extra
+        out.append(mail)
+    return out
+
+
+def test_queue_bounded_in_bytes_drops_newest(backend, fresh_url, caplog):
+    host = Host(fresh_url, PERSISTENCE_QUEUE_BYTES="1MiB")
+    host.track([{"character_id": TRACKED}])
+    assert host.plugin.flush_pending(30)
+    batch = big_mails(10, attackers=300)
+    size = estimated_size(batch[0])
+    assert 300 * 1024 < size < 1024**2 // 3  # three fit in 1 MiB, four do not
+    with writes_blocked(backend, fresh_url):
+        fed_in_a_thread(host, batch)
+        stats = host.plugin.pipeline_stats()
+        # Nothing is written while blocked, so every accepted mail still holds its bytes.
+        assert (stats.matched, stats.dropped) == (10, 7)
+        assert stats.queued == 3 and stats.queued_bytes == 3 * size
+        registry = CollectorRegistry()
+        register_pipeline_metrics(registry, host.plugin.pipeline_stats)
+        assert registry.get_sample_value("wn_persist_writer_queue_bytes") == 3 * size
+        warnings = [r.getMessage() for r in caplog.records if "queue full" in r.getMessage()]
+        assert len(warnings) == 1 and "1 MiB" in warnings[0]
+        assert "dropped killmail 4 and" not in warnings[0]  # the first drop, alone
+    assert host.plugin.flush_pending(60)
+    stats = host.plugin.pipeline_stats()
+    assert (stats.queued, stats.queued_bytes, stats.lost) == (0, 0, 0)
+    assert sorted(stored_ids(fresh_url)) == [1, 2, 3]
+    # A mail bigger than the whole bound is taken into an empty queue, not refused forever.
+    (huge,) = big_mails(1, attackers=1100, start=100)
+    assert estimated_size(huge) > 1024**2
+    host.kill(huge)
+    assert host.plugin.flush_pending(60)
+    host.stop()
+    assert host.plugin.pipeline_stats().dropped == 7
+    assert 100 in stored_ids(fresh_url)

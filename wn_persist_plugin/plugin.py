@@ -41,7 +41,7 @@ from .enrichment import fill as enrichment
 from .errors import MalformedKillmail
 from .hookspecs import hookimpl
 from .ingest.counters import PipelineStats, Tally
-from .ingest.match import involves
+from .ingest.match import involved_size
 from .ingest.tracked import TrackedSet, load_tracked, normalize, store_tracked
 from .ingest.writer import Writer
 from .killmails.parse import killmail_id_of
@@ -173,8 +173,9 @@ class PersistencePlugin:
         next(self._seen.counter)
         try:
             tracked = self._tracked
-            if involves(killmail, tracked.ids):
-                writer.offer(killmail, tracked)
+            size = involved_size(killmail, tracked.ids)
+            if size:
+                writer.offer(killmail, tracked, size)
         except MalformedKillmail as exc:
             with self._lock:
                 self._malformed += 1
@@ -266,6 +267,7 @@ class PersistencePlugin:
             malformed=malformed + (wc.malformed if wc else 0),
             dropped=writer.dropped if writer else 0,
             queued=self._writer.queued if self._writer else 0,
+            queued_bytes=self._writer.queued_bytes if self._writer else 0,
             mails_written=wc.mails_written if wc else 0,
             rows_written=wc.rows_written if wc else 0,
             write_errors=wc.write_errors if wc else 0,

@@ -153,6 +153,44 @@ class Integer(Kind):
         return f"{self.low}..{self.high}"
 
 
+BYTE_UNITS = {"": 1, "b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+"""Suffixes a byte size may carry (case-insensitive; binary units)."""
+
+
+def format_bytes(value: int) -> str:
+    """`value` in the largest binary unit that divides it (`268435456` -> `256MiB`)."""
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if value and value % factor == 0:
+            return f"{value // factor}{unit}"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class ByteSize(Kind):
+    """A size in bytes within low..high: a whole number, optionally with a binary unit
+    (`KiB`, `MiB`, `GiB`)."""
+
+    low: int
+    high: int
+
+    def parse(self, raw: str) -> int:
+        text = raw.strip().replace(" ", "")
+        split = len(text) - len(text.lstrip("0123456789"))
+        digits, unit = text[:split], BYTE_UNITS.get(text[split:].lower())
+        if not digits.isdigit() or not digits.isascii() or unit is None:
+            raise ValueError(f"{raw!r} is not a size (bytes, or a number with KiB, MiB or GiB)")
+        value = int(digits) * unit
+        if not self.low <= value <= self.high:
+            raise ValueError(
+                f"{raw.strip()} is out of range "
+                f"({format_bytes(self.low)}..{format_bytes(self.high)})"
+            )
+        return value
+
+    def describe(self) -> str:
+        return f"{format_bytes(self.low)}..{format_bytes(self.high)} (bytes, or KiB/MiB/GiB)"
+
+
 @dataclass(frozen=True)
 class Seconds(Kind):
     """A duration in seconds (fractions allowed) within low..high."""
@@ -349,6 +387,8 @@ class Setting:
             return "true" if value else "false"
         if isinstance(value, float) and value.is_integer():
             return str(int(value))
+        if isinstance(self.kind, ByteSize):
+            return format_bytes(value)
         return str(value)
 
 
@@ -398,6 +438,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "PERSISTENCE_QUEUE_SIZE", "writer.queue_size", Integer(1, 10_000_000), 10_000,
         "killmails waiting to be written; when full, the newest is dropped and counted",
+    ),
+    Setting(
+        "PERSISTENCE_QUEUE_BYTES", "writer.queue_bytes", ByteSize(1024**2, 64 * 1024**3),
+        256 * 1024**2,
+        "estimated memory of the killmails waiting to be written (base + per attacker + per "
+        "item, see docs/standalone.md); when full, the newest is dropped and counted",
     ),
     Setting(
         "PERSISTENCE_BATCH_SIZE", "writer.batch_rows", Integer(1, 5_000), 500,
@@ -574,6 +620,9 @@ class WriterSettings:
 
     queue_size: int = _default("PERSISTENCE_QUEUE_SIZE")
     """Matched mails waiting to be written; beyond that new mails are dropped."""
+    queue_bytes: int = _default("PERSISTENCE_QUEUE_BYTES")
+    """Estimated bytes of the mails waiting to be written; beyond that new mails are
+    dropped (`ingest.match.estimated_size`)."""
     batch_rows: int = _default("PERSISTENCE_BATCH_SIZE")
     """Rows per transaction (a batch closes early when the queue is empty)."""
     shutdown_timeout: float = _default("PERSISTENCE_SHUTDOWN_TIMEOUT")

@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 from .. import __version__
 from ..db.connect import connected, database_size
 from ..db.models import ALL_MODELS
+from ..db.status import late_dropped_total
 from ..redact import first_line
 from .readiness import last_aggregations
 
@@ -51,6 +52,10 @@ PIPELINE_COUNTERS = {
 }
 PIPELINE_GAUGES = {
     "queued": ("writer_queue_depth", "Matched killmails waiting to be written."),
+    "queued_bytes": (
+        "writer_queue_bytes",
+        "Estimated memory of the killmails waiting to be written, in bytes.",
+    ),
     "tracked": ("tracked_characters", "Characters currently tracked."),
 }
 
@@ -89,6 +94,10 @@ def register_pipeline_metrics(registry: CollectorRegistry, stats_provider: Stats
     """Publish the plugin's pipeline counters in `registry` (for this API and for any
     host that embeds the plugin: pass `plugin.stats` or the `pipeline_stats` hook)."""
     registry.register(PipelineCollector(stats_provider))
+
+
+def rows_of(db: Database, table: str) -> int:
+    return int(db.execute_sql(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0])
 
 
 class DatabaseCollector(Collector):
@@ -131,11 +140,24 @@ class DatabaseCollector(Collector):
             for model in ALL_MODELS:
                 name = model._meta.table_name
                 if name in tables:
-                    count = db.execute_sql(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0]
-                    rows.add_metric([name], int(count))
+                    rows.add_metric([name], rows_of(db, name))
             size = database_size(db)
             marks = last_aggregations(db) if "statistics_watermarks" in tables else {}
+            skipped = rows_of(db, "skipped_sequences") if "skipped_sequences" in tables else None
+            late = late_dropped_total(db)
         yield rows
+        if skipped is not None:
+            yield GaugeMetricFamily(
+                f"{PREFIX}_feed_skipped_sequences",
+                "R2Z2 sequences `run` skipped for an unusable mail (recorded to fetch later).",
+                value=skipped,
+            )
+        if late is not None:
+            yield CounterMetricFamily(
+                f"{PREFIX}_retention_late_dropped",
+                "Involvements retention deleted that arrived after their period was frozen.",
+                value=late,
+            )
         if size is not None:
             yield GaugeMetricFamily(
                 f"{PREFIX}_database_size_bytes", "Size of the database.", value=size

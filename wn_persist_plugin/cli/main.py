@@ -179,6 +179,10 @@ def db_status(app: AppContext) -> None:
     if status.skipped_sequences is not None:
         newest = f" (newest: {status.newest_skipped})" if status.newest_skipped else ""
         lines.append(("skipped sequences", f"{status.skipped_sequences}{newest}"))
+    if status.late_dropped is not None:
+        lines.append(
+            ("dropped late", f"{status.late_dropped} involvements (arrived for a frozen period)")
+        )
     for name, value in lines:
         click.echo(f"{name + ':':<20} {value}")
     click.echo("rows:")

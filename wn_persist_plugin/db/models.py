@@ -136,6 +136,9 @@ class StatisticsRetention(BaseModel):
     id = IntegerField(primary_key=True)
     pruned_before = DateField()
     updated_at = UTCDateTimeField()
+    late_dropped = BigIntegerField(default=0)
+    """Involvements retention deleted that arrived after their period was frozen (a
+    running total; migration 0008)."""
 
     class Meta:
         table_name = "statistics_retention"

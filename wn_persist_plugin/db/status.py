@@ -12,6 +12,17 @@ from .connect import database_size
 from .models import ALL_MODELS, SkippedSequence
 
 
+def late_dropped_total(db: Database) -> int | None:
+    """Involvements retention dropped late so far (`statistics_retention.late_dropped`);
+    None before the first prune, or when the schema is older than migration 0008."""
+    if "statistics_retention" not in db.get_tables():
+        return None
+    if "late_dropped" not in {c.name for c in db.get_columns("statistics_retention")}:
+        return None
+    row = db.execute_sql("SELECT late_dropped FROM statistics_retention WHERE id = 1").fetchone()
+    return int(row[0]) if row else None
+
+
 @dataclass(frozen=True)
 class DatabaseStatus:
     url: str
@@ -26,6 +37,9 @@ class DatabaseStatus:
     """R2Z2 sequences `run` skipped for an unusable mail; None without the table."""
     newest_skipped: str | None = None
     """The newest of them: sequence, killmail id, when."""
+    late_dropped: int | None = None
+    """Involvements retention deleted that arrived after their period was frozen (running
+    total); None before the first prune."""
 
 
 def database_status(db: Database, url: str) -> DatabaseStatus:
@@ -54,4 +68,5 @@ def database_status(db: Database, url: str) -> DatabaseStatus:
             size_bytes=database_size(db),
             skipped_sequences=skipped,
             newest_skipped=newest,
+            late_dropped=late_dropped_total(db),
         )

@@ -28,6 +28,8 @@ class PipelineStats:
     """Matched mails refused because the queue was full (or arriving during shutdown)."""
     queued: int = 0
     """Matched mails waiting to be written right now."""
+    queued_bytes: int = 0
+    """Estimated memory of those mails, in bytes (`ingest.match.estimated_size`)."""
     mails_written: int = 0
     """Matched mails whose rows were written (a redelivered mail counts again)."""
     rows_written: int = 0

@@ -5,8 +5,12 @@ snapshot)` to the queue (see `plugin.PersistencePlugin.on_kill_processed`); this
 parses the mails, gathers their involvement rows in a `rows.RowBatch` (names and regions
 filled) and writes them with `store.write_rows`, one transaction per batch.
 
-- Queue full: the new mail is refused (drop-newest), counted in `dropped` and logged at
-  most once a minute; the host is never blocked and nothing already queued is lost.
+- Queue full: the queue is bounded in mails (`queue_size`) and in estimated bytes
+  (`queue_bytes`, from `match.estimated_size`, counted until the mail's batch is
+  written); a mail that would pass either bound is refused (drop-newest), counted in
+  `dropped` and logged at most once a minute; the host is never blocked and nothing
+  already queued is lost. A mail bigger than the byte bound on its own is accepted into
+  an empty queue, so that no mail is refused forever.
 - Database unreachable (or locked past its busy timeout, or no pooled connection free):
   the batch is kept and retried with exponential backoff (0.5 s doubling to 30 s); mails
   keep queueing meanwhile.
@@ -40,6 +44,8 @@ from .store import write_rows
 from .tracked import TrackedSet
 
 log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
 
 SQLITE_WRITE_WAIT = 5.0
 """Longest wait for SQLite's write lock per attempt (the busy timeout of the writer's
@@ -106,6 +112,12 @@ class Writer:
         # (offers hold _offer_lock; the writer thread takes), so no count is lost.
         self._offered = 0
         self._taken = 0
+        # The same for estimated bytes; the writer thread releases a batch's bytes once
+        # the batch is written (its mails are held until then).
+        self._bytes_offered = 0
+        self._bytes_released = 0
+        self._max_mails = self.settings.queue_size
+        self._max_bytes = self.settings.queue_bytes
         self._offer_lock = threading.Lock()
         self._gave_up = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -122,17 +134,23 @@ class Writer:
         self._thread.start()
         return self
 
-    def offer(self, envelope: Any, tracked: TrackedSet) -> bool:
-        """Queue a matched mail; False (and counted in `dropped`) when the queue is full or
-        the writer is stopping."""
+    def offer(self, envelope: Any, tracked: TrackedSet, size: int = 0) -> bool:
+        """Queue a matched mail of `size` estimated bytes; False (and counted in
+        `dropped`) when the queue is full (in mails or bytes) or the writer is stopping."""
         queue = self._queue
         # The lock makes the check and the append one step against stop(): a mail is
         # either refused or queued before the thread is told to finish.
         with self._offer_lock:
-            accepted = len(queue) < self.settings.queue_size and not self._stopping
+            held = self._bytes_offered - self._bytes_released
+            accepted = (
+                len(queue) < self._max_mails
+                and (held + size <= self._max_bytes or held <= 0)
+                and not self._stopping
+            )
             if accepted:
-                queue.append((envelope, tracked))
+                queue.append((envelope, tracked, size))
                 self._offered += 1
+                self._bytes_offered += size
         if not accepted:
             self._drop(envelope)
             return False
@@ -184,6 +202,11 @@ class Writer:
         return max(0, self._offered - self._taken) + self._in_flight
 
     @property
+    def queued_bytes(self) -> int:
+        """Estimated bytes of the mails waiting or being written (O(1))."""
+        return max(0, self._bytes_offered - self._bytes_released)
+
+    @property
     def accepted(self) -> int:
         """Mails `offer()` accepted since the start (`accepted + dropped` = offered)."""
         return self._offered
@@ -196,10 +219,11 @@ class Writer:
             others = self._drop_log.take_suppressed()
         reason = "shutting down" if self._stopping else "queue full"
         log.warning(
-            "wn-persist: %s (%d mails): dropped killmail %s%s; "
-            "raise PERSISTENCE_QUEUE_SIZE or check the database",
+            "wn-persist: %s (%d mails or %d MiB): dropped killmail %s%s; "
+            "raise PERSISTENCE_QUEUE_SIZE / PERSISTENCE_QUEUE_BYTES or check the database",
             reason,
             self.settings.queue_size,
+            self.settings.queue_bytes // MIB,
             km.killmail_id_of(envelope),
             f" and {others} more since the last warning" if others else "",
         )
@@ -213,10 +237,11 @@ class Writer:
                 if self._gave_up:
                     self._abandon("the database stayed unreachable past the shutdown timeout")
                     break
-                rows, mails, control = self._take()
+                rows, mails, size, control = self._take()
                 if rows or mails:
                     self._write(rows, mails)
                     self._in_flight = 0
+                self._bytes_released += size
                 if control is not None:
                     self._control(control)
                 if rows or mails or control is not None:
@@ -233,11 +258,12 @@ class Writer:
             except Exception:  # noqa: BLE001 - closing a dead connection may fail
                 pass
 
-    def _take(self) -> tuple[list[InvolvementRow], int, Any]:
+    def _take(self) -> tuple[list[InvolvementRow], int, int, Any]:
         """Pop mails until the batch holds `batch_rows` rows, the queue is empty or a
-        control item comes next; their rows, filled, with the number of mails."""
+        control item comes next; their rows, filled, with the number of mails, their
+        estimated bytes and the control item that stopped the batch (if any)."""
         batch = self._batch
-        mails = 0
+        mails = size = 0
         queue = self._queue
         limit = self.settings.batch_rows
         control = None
@@ -252,8 +278,9 @@ class Writer:
             mails += 1
             self._in_flight = mails
             self._taken += 1
-            self._add(batch, *item)
-        return batch.take(), mails, control
+            size += item[2]
+            self._add(batch, item[0], item[1])
+        return batch.take(), mails, size, control
 
     def _add(self, batch: RowBatch, envelope: Any, tracked: TrackedSet) -> None:
         try:
@@ -401,6 +428,7 @@ class Writer:
             item = self._queue.popleft()
             if type(item) is tuple:
                 self._taken += 1
+                self._bytes_released += item[2]
                 ids.append(km.killmail_id_of(item[0]))
             elif isinstance(item, _Flush):
                 item.done.set()

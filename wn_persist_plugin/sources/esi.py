@@ -32,8 +32,10 @@ from peewee import chunked
 
 from ..errors import EsiError, EsiNotFound, EsiUnavailable
 from ..settings import EsiSettings
+from ..throttle import Throttle
 from .http import (
     NO_RETRIES,
+    RETRY_LOG_INTERVAL,
     Backoff,
     make_session,
     retry_after_seconds,
@@ -123,6 +125,7 @@ class EsiClient:
         self._lock = threading.Lock()
         self._errors_remain: float | None = None
         self._reset_at: float | None = None
+        self._wait_log = Throttle(RETRY_LOG_INTERVAL)
 
     @property
     def error_limit_remain(self) -> float | None:
@@ -137,7 +140,10 @@ class EsiClient:
             raise EsiUnavailable(
                 f"{SERVICE}: {what}: asked to wait {seconds:.0f} s ({why}); giving up for now"
             )
-        log.info("ESI: waiting %.1f s (%s)", seconds, why)
+        if self._wait_log.ready(why):
+            others = self._wait_log.take_suppressed()
+            more = f"; {others} more waits since the last line" if others else ""
+            log.info("ESI: %s: waiting %.1f s before the next try (%s%s)", what, seconds, why, more)
         self._sleep(max(0.0, seconds))
 
     def _respect_error_limit(self, what: str) -> None:

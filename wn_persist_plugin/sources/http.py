@@ -12,7 +12,10 @@ service (ESI, zKillboard R2Z2 and history, the Wanderer map API, the static data
 - retries of connection errors, read errors (idempotent methods) and 5xx answers through
   urllib3's `Retry` with exponential backoff; a 429 or 503 with `Retry-After` is retried
   after that wait, unless it asks for more than `RETRY_AFTER_CAP`, which ends the
-  retries and hands the answer to the client;
+  retries and hands the answer to the client; each retry is one short WARNING line
+  (`<host>: <cause>; retry n of N in S s`), the same failure of the same host at most
+  once a minute (`RETRY_LOG_INTERVAL`), and urllib3's own multi-line "Retrying (...)"
+  warnings are filtered out;
 - at most `DEFAULT_MAX_REDIRECTS` redirects;
 - an optional `pace()` called before every request the adapter sends, each redirect hop
   included, for clients that must stay under a rate (such a session has no urllib3
@@ -30,9 +33,11 @@ import datetime as dt
 import email.utils
 import http.client
 import importlib.metadata
+import logging
 import math
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -52,6 +57,9 @@ from urllib3.util.retry import Retry
 
 from .. import __version__
 from ..redact import first_line
+from ..throttle import Throttle
+
+log = logging.getLogger(__name__)
 
 PRODUCT = "wn-persist"
 """The product token of the User-Agent."""
@@ -72,6 +80,8 @@ RETRY_AFTER_CAP = 60.0
 """Longest `Retry-After` the session sleeps for on its own."""
 DEFAULT_MAX_REDIRECTS = 5
 JSON = "application/json"
+RETRY_LOG_INTERVAL = 60.0
+"""Seconds before the same failure of the same host is logged again."""
 
 
 @dataclass(frozen=True)
@@ -139,9 +149,39 @@ def retry_after_seconds(value: str | None, default: float, cap: float) -> float:
     return min(max(seconds, 0.0), cap)
 
 
+class _UrllibRetryWarnings(logging.Filter):
+    """Drops urllib3's own "Retrying (Retry(total=...)) after connection broken by ..."
+    lines: `SessionRetry` says the same in one short line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Retrying (")
+
+
+URLLIB3_RETRY_FILTER = _UrllibRetryWarnings()
+_retry_logs: dict[str, Throttle] = {}
+_retry_logs_lock = threading.Lock()
+
+
+def _retry_log(host: str) -> Throttle:
+    with _retry_logs_lock:
+        throttle = _retry_logs.get(host)
+        if throttle is None:
+            throttle = _retry_logs[host] = Throttle(RETRY_LOG_INTERVAL)
+        return throttle
+
+
+def _urllib3_cause(error: Exception | None, response: Any) -> str:
+    if response is not None:
+        return f"HTTP {response.status}"
+    if error is None:
+        return "no answer"
+    return transport_cause(requests.ConnectionError(error))
+
+
 class SessionRetry(Retry):
-    """urllib3's `Retry` that never sleeps longer than `RETRY_AFTER_CAP`: an answer whose
-    `Retry-After` asks for more ends the retries and goes back to the client."""
+    """urllib3's `Retry` that never sleeps longer than `RETRY_AFTER_CAP` (an answer whose
+    `Retry-After` asks for more ends the retries and goes back to the client) and says
+    each retry in one short line, throttled per host and cause."""
 
     def increment(  # type: ignore[override]
         self,
@@ -157,7 +197,34 @@ class SessionRetry(Retry):
             if value and retry_after_seconds(value, default=0.0, cap=math.inf) > RETRY_AFTER_CAP:
                 reason = ResponseError(f"Retry-After {value.strip()} is longer than we wait")
                 raise MaxRetryError(_pool, url or "", reason)
-        return super().increment(method, url, response, error, _pool, _stacktrace)
+        new = super().increment(method, url, response, error, _pool, _stacktrace)
+        self._log_retry(new, error, response, _pool)
+        return new
+
+    def _log_retry(self, new: Retry, error: Exception | None, response: Any, pool: Any) -> None:
+        host = str(getattr(pool, "host", None) or "remote host")
+        port = getattr(pool, "port", None)
+        if port is not None and port not in (80, 443):
+            host = f"{host}:{port}"
+        cause = _urllib3_cause(error, response)
+        throttle = _retry_log(host)
+        if not throttle.ready(cause):
+            return
+        others = throttle.take_suppressed()
+        wait = new.get_backoff_time()
+        if response is not None and new.respect_retry_after_header:
+            wait = max(wait, new.get_retry_after(response) or 0.0)
+        done = len(new.history)
+        total = done + (new.total if isinstance(new.total, int) else 0)
+        log.warning(
+            "%s: %s; retry %d of %d in %.1f s%s",
+            host,
+            cause,
+            done,
+            total,
+            wait,
+            f" ({others} more failures since the last line)" if others else "",
+        )
 
 
 def make_retry(retries: int, backoff: Backoff = DEFAULT_BACKOFF) -> Retry:
@@ -249,6 +316,9 @@ def make_session(
     timeout, `retries` through urllib3 and at most `max_redirects` redirects; `pace` is
     called before every request sent on the wire (it needs `retries=NO_RETRIES`). One
     session per client."""
+    urllib3_log = logging.getLogger("urllib3.connectionpool")
+    if URLLIB3_RETRY_FILTER not in urllib3_log.filters:
+        urllib3_log.addFilter(URLLIB3_RETRY_FILTER)
     session = requests.Session()
     session.headers["User-Agent"] = user_agent(contact)
     if accept:

@@ -24,6 +24,7 @@ from ..db.connect import write_transaction
 from ..db.dialect import day_param, instant_param
 from ..db.joblock import STATISTICS_JOB, job_lock
 from ..db.models import StatisticsRetention
+from ..db.status import late_dropped_total
 from .aggregation import PERIODS, absorbed_before, frozen_before, period_bounds
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,11 @@ class PruneResult:
     late_dropped: int = 0
     """Of `deleted`: involvements that arrived after their period was frozen by an earlier
     prune, so no statistics could absorb them."""
+    first_late_killmail: int | None = None
+    """The lowest killmail id among them (named in the warning)."""
+    late_dropped_total: int = 0
+    """Every involvement dropped late so far (this run included; kept in
+    `statistics_retention.late_dropped`)."""
     batches: int = 0
     frozen_before: dt.date | None = None
 
@@ -120,15 +126,19 @@ def prune(
             )
             return result
         frozen_at = _boundary_set_at(db)
+        result.late_dropped_total = late_dropped_total(db) or 0
         if boundary is not None and frozen_at is not None:
-            result.late_dropped = db.execute_sql(
-                f"SELECT COUNT(*) FROM killmails WHERE kill_time < {p} AND processed_at > {p}",
+            count, first = db.execute_sql(
+                f"SELECT COUNT(*), MIN(killmail_id) FROM killmails"
+                f" WHERE kill_time < {p} AND processed_at > {p}",
                 [day(boundary), stamp(frozen_at)],
-            ).fetchone()[0]
+            ).fetchone()
+            result.late_dropped, result.first_late_killmail = int(count), first
         if dry_run:
             result.deleted = doomed
             return result
-        _raise_boundary(db, cutoff)
+        _raise_boundary(db, cutoff, result.late_dropped)
+        result.late_dropped_total += result.late_dropped
         result.frozen_before = max(cutoff, boundary) if boundary else cutoff
         while True:
             with write_transaction(db):
@@ -143,9 +153,13 @@ def prune(
             result.deleted += count
             result.batches += 1
         if result.late_dropped:
+            others = result.late_dropped - 1
             log.warning(
-                "retention dropped %d involvements that arrived after their period was frozen",
-                result.late_dropped,
+                "retention dropped killmail %s%s: it arrived after its period was frozen by "
+                "an earlier prune, so no statistics counted it (%d dropped late so far)",
+                result.first_late_killmail,
+                f" and {others} more late involvements" if others else "",
+                result.late_dropped_total,
             )
         log.info("retention deleted %d involvements before %s", result.deleted, cutoff)
         return result
@@ -156,14 +170,21 @@ def _boundary_set_at(db: Database) -> dt.datetime | None:
     return row.updated_at if row else None
 
 
-def _raise_boundary(db: Database, cutoff: dt.date) -> None:
-    """Record (before deleting anything) that periods starting before `cutoff` are frozen."""
+def _raise_boundary(db: Database, cutoff: dt.date, late_dropped: int) -> None:
+    """Record (before deleting anything) that periods starting before `cutoff` are frozen,
+    and add the involvements about to be dropped late to the running total."""
     now = dt.datetime.now(dt.UTC)
     with write_transaction(db):
         current = StatisticsRetention.get_or_none(StatisticsRetention.id == 1)
         if current is None:
-            StatisticsRetention.create(id=1, pruned_before=cutoff, updated_at=now)
-        elif current.pruned_before < cutoff:
+            StatisticsRetention.create(
+                id=1, pruned_before=cutoff, updated_at=now, late_dropped=late_dropped
+            )
+            return
+        if current.pruned_before >= cutoff and not late_dropped:
+            return
+        if current.pruned_before < cutoff:
             current.pruned_before = cutoff
             current.updated_at = now
-            current.save()
+        current.late_dropped += late_dropped
+        current.save()
