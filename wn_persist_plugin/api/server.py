@@ -20,8 +20,16 @@ class ApiServer:
     """A waitress server for a WSGI app on host:port (port 0: a free one)."""
 
     def __init__(self, app: Any, host: str, port: int, *, threads: int = DEFAULT_THREADS) -> None:
+        # A socket map of its own: with waitress's global one, two servers in a process
+        # (the tests run an open and a locked one) would poll and close each other's sockets.
         self._server: Any = create_server(
-            app, host=host, port=port, threads=threads, ident="wn-persist", expose_tracebacks=False
+            app,
+            map={},
+            host=host,
+            port=port,
+            threads=threads,
+            ident="wn-persist",
+            expose_tracebacks=False,
         )
         self._stopping = threading.Event()
 
