@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from reference_stats import envelope, store_envelopes
@@ -228,3 +229,19 @@ def test_an_early_wake_up_only_rearms(db, db_url):
     scheduler._fire()  # woken an hour early (as after a DST jump): the job does not run
     assert scheduler.runs == 0
     assert scheduler.next_fire == dt.datetime(2025, 3, 31, tzinfo=UTC)
+
+
+def test_a_tick_runs_the_job_once_across_instances(db, db_url):
+    """Two schedulers on one database fire for the same tick one after the other: the
+    second finds the lock free but the tick already served, and skips."""
+    settings = load_settings(
+        environ={"DATABASE_URL": db_url, "PERSISTENCE_ESI_ENRICHMENT": "false"},
+        dotenv=Path("/nonexistent/.env"),
+    )
+    tick = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    first = Scheduler(settings, db).run_now(tick)
+    second = Scheduler(settings, db).run_now(tick)
+    assert first.ok and not first.skipped and first.aggregate is not None
+    assert second.skipped and second.aggregate is None
+    later = Scheduler(settings, db).run_now(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
+    assert not later.skipped and later.aggregate is not None

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from peewee import Database
+from peewee import Database, fn
 
 from ..db.connect import write_transaction
 from ..db.dialect import is_postgres
@@ -396,6 +396,13 @@ def _has_involvements(sql: _Sql, period_type: str) -> str:
 
 def _watermarks(db: Database) -> dict[str, dt.datetime]:
     return {w.period_type: w.changes_since for w in StatisticsWatermark.select()}
+
+
+def last_run_started(db: Database) -> dt.datetime | None:
+    """When the latest aggregation run (of any period type, by any process) started."""
+    value = StatisticsWatermark.select(fn.MAX(StatisticsWatermark.last_run_at)).scalar()
+    stamp = StatisticsWatermark.last_run_at.python_value(value) if value is not None else None
+    return stamp if isinstance(stamp, dt.datetime) else None
 
 
 def frozen_before(db: Database) -> dt.date | None:

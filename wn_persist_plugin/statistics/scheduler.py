@@ -30,7 +30,7 @@ from ..db.joblock import STATISTICS_JOB, job_lock
 from ..errors import JobBusy
 from ..redact import first_line
 from ..settings import Settings
-from .aggregation import AggregateResult, aggregate
+from .aggregation import AggregateResult, aggregate, last_run_started
 from .retention import PruneResult, prune
 
 log = logging.getLogger(__name__)
@@ -96,13 +96,24 @@ class Scheduler:
 
     # --- the job ---------------------------------------------------------------------
 
-    def run_now(self) -> JobReport:
+    def run_now(self, tick: dt.datetime | None = None) -> JobReport:
         """Run the job once, synchronously: enrichment steps, aggregation, retention.
 
+        `tick` is the scheduled time this run is for: when another process has already
+        started an aggregation since then (it held the lock first and finished), this run
+        is skipped, so a tick runs the job once however many instances share the database.
         Never raises: a failure is logged and returned in the report."""
         report = JobReport(started_at=self.clock())
         try:
             with job_lock(self.db, STATISTICS_JOB, wait=0):
+                done_at = last_run_started(self.db) if tick is not None else None
+                if tick is not None and done_at is not None and done_at >= tick:
+                    report.skipped = True
+                    log.info(
+                        "statistics job skipped: another process ran it for the %s tick",
+                        tick.strftime("%Y-%m-%d %H:%M"),
+                    )
+                    return report
                 self._job(report)
         except JobBusy:
             report.skipped = True
@@ -194,7 +205,7 @@ class Scheduler:
         early = self.next_fire is not None and self.clock() < self.next_fire - ONE_SECOND
         try:
             if not early:
-                self.run_now()
+                self.run_now(self.next_fire)
         finally:
             self._arm()
         return schedule.CancelJob
