@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
 import sys
+import tempfile
 from typing import Any
 
 import click
@@ -15,9 +17,20 @@ from .. import __version__
 from ..db import migrator
 from ..db.connect import open_database
 from ..db.status import database_status
-from ..errors import ConfigError
+from ..doctor import Check, run_checks, settings_lines
+from ..enrichment import static_data as sde
+from ..enrichment.fill import enrich as enrich_stored
+from ..errors import ConfigError, JobBusy
+from ..host.runner import Host
+from ..ingest import backfill as bf
 from ..redact import first_line
 from ..settings import Settings, load_settings, parse_eve_id
+from ..sources.esi import EsiClient
+from ..sources.everef import EveRefClient
+from ..sources.zkill_history import ZkillHistoryClient
+from ..statistics import queries as sq
+from ..statistics.aggregation import aggregate as run_aggregate
+from ..statistics.retention import prune as run_prune
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -213,9 +226,6 @@ def aggregate(
     app: AppContext, period: str | None, since: dt.datetime | None, rebuild: bool
 ) -> None:
     """Update daily, weekly and monthly statistics (incremental unless --rebuild)."""
-    from ..errors import JobBusy
-    from ..statistics.aggregation import aggregate as run_aggregate
-
     try:
         result = run_aggregate(
             app.db,
@@ -242,9 +252,6 @@ def aggregate(
 @pass_app
 def prune(app: AppContext, dry_run: bool) -> None:
     """Delete involvements older than PERSISTENCE_RETENTION_DAYS (once aggregated)."""
-    from ..errors import JobBusy
-    from ..statistics.retention import prune as run_prune
-
     days = app.settings.retention_days
     try:
         result = run_prune(app.db, days, dry_run=dry_run, wait=_LOCK_WAIT)
@@ -281,10 +288,6 @@ def stats(
     as_json: bool,
 ) -> None:
     """A character's statistics per period, or (--top N) the latest period's leaderboard."""
-    import json
-
-    from ..statistics import queries as sq
-
     if (character is None) == (top is None):
         fail("give a CHARACTER_ID_OR_NAME or --top N (not both)")
     if top is not None:
@@ -352,8 +355,6 @@ def stats(
 
 
 def _esi_client(app: AppContext) -> Any:
-    from ..sources.esi import EsiClient
-
     return EsiClient(app.settings.esi, contact=app.settings.user_agent_contact)
 
 
@@ -371,10 +372,6 @@ def universe_import(
     app: AppContext, from_dir: str | None, download: bool, to_dir: str | None
 ) -> None:
     """Load the SDE (Fuzzwork CSV) into the universe tables."""
-    import tempfile
-
-    from ..enrichment import static_data as sde
-
     if bool(from_dir) == download:
         fail("give either --from DIR or --download")
     with tempfile.TemporaryDirectory() as tmp:
@@ -399,9 +396,7 @@ def universe_import(
 @pass_app
 def enrich(app: AppContext, esi: bool) -> None:
     """Fill regions and names of stored killmails (universe tables, names cache, ESI)."""
-    from ..enrichment.fill import enrich as run
-
-    result = run(app.db, _esi_client(app) if esi else None)
+    result = enrich_stored(app.db, _esi_client(app) if esi else None)
     click.echo(f"regions filled:          {result.regions_filled}")
     click.echo(f"names filled:            {result.rows_changed - result.regions_filled}")
     click.echo(f"systems fetched (ESI):   {result.systems_fetched}")
@@ -433,10 +428,6 @@ def backfill(
     zKillboard history (--zkill-history 2026-01-01..2026-01-31: bodies from EVE Ref's
     daily archive, the rest from ESI paced by its rate limit; Ctrl-C stops, run again to
     resume). Exit 1 if any was bad."""
-    from ..ingest import backfill as bf
-    from ..sources.everef import EveRefClient
-    from ..sources.zkill_history import ZkillHistoryClient
-
     if not paths and not zkill:
         fail("give PATH... or --zkill-history FROM..TO")
     show = sys.stderr.isatty() if progress is None else progress
@@ -519,8 +510,6 @@ def run(
     Tracked characters come from the Wanderer map API (MAP_URL, MAP_NAME, MAP_API_KEY)
     and/or TRACKED_CHARACTER_IDS / --track. Stops cleanly on SIGINT / SIGTERM.
     """
-    from ..host.runner import Host
-
     settings = app.settings
     try:
         host = Host(settings, track=track)
@@ -553,8 +542,6 @@ def run(
 def doctor(app: AppContext, timeout: float) -> None:
     """Check the database, the map API, R2Z2, ESI, the static data and the settings;
     print a table with one line of advice per failed check. Exit 1 if any failed."""
-    from ..doctor import Check, run_checks, settings_lines
-
     settings: Settings | None = None
     try:
         settings = app.settings

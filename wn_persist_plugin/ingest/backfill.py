@@ -27,14 +27,17 @@ from typing import Any
 
 import ijson
 from peewee import Database
+from tqdm import tqdm
 
 from ..db.connect import connected
 from ..db.models import BackfillCursor
 from ..enrichment.fill import RowFiller
+from ..enrichment.fill import enrich as enrich_stored
 from ..errors import (
     ConfigError,
     EsiError,
     EsiNotFound,
+    JobBusy,
     MalformedKillmail,
     SourceError,
     SourceNotFound,
@@ -42,6 +45,7 @@ from ..errors import (
 from ..sources.esi import EsiClient
 from ..sources.everef import EveRefClient
 from ..sources.zkill_history import ZkillHistoryClient
+from ..statistics import aggregation
 from .match import match
 from .rows import RowBatch
 from .store import write_rows
@@ -264,8 +268,6 @@ class Backfill:
 
 
 def _progress_bar(enabled: bool, total: int | None = None, desc: str = "mails") -> Any:
-    from tqdm import tqdm
-
     return tqdm(total=total, unit="mail", desc=desc, disable=not enabled, leave=False)
 
 
@@ -273,13 +275,8 @@ def _finish(
     db: Database, summary: BackfillSummary, *, enrich: bool, aggregate: bool, esi: Any
 ) -> None:
     if enrich:
-        from ..enrichment.fill import enrich as run_enrichment
-
-        run_enrichment(db, esi)
+        enrich_stored(db, esi)
     if aggregate:
-        from ..errors import JobBusy
-        from ..statistics import aggregation
-
         try:
             aggregation.aggregate(db, wait=AGGREGATE_WAIT)
         except JobBusy:

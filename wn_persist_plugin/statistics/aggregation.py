@@ -531,8 +531,6 @@ def _aggregate_period(
 
 
 def _record_duration(db: Database, period_type: str, seconds: float) -> None:
-    from ..db.models import StatisticsWatermark
-
     with write_transaction(db):
         StatisticsWatermark.update(last_run_seconds=seconds).where(
             StatisticsWatermark.period_type == period_type

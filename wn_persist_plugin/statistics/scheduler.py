@@ -29,6 +29,8 @@ from peewee import Database
 from ..db.joblock import STATISTICS_JOB, job_lock
 from ..errors import JobBusy
 from ..redact import first_line
+from ..reports.discord import mask_webhook
+from ..reports.job import run_scheduled_report
 from ..settings import Settings
 from .aggregation import AggregateResult, aggregate, last_run_started
 from .retention import PruneResult, prune
@@ -149,9 +151,6 @@ class Scheduler:
     def run_report_now(self) -> str:
         """Run the report job once, synchronously (never raises: a failure is logged,
         counted and returned as `failed: ...`)."""
-        from ..reports.discord import mask_webhook
-        from ..reports.job import run_scheduled_report
-
         try:
             result = run_scheduled_report(self.db, self.settings, self.clock())
         except Exception as exc:  # noqa: BLE001 - the report must never kill the thread
