@@ -24,7 +24,14 @@ from typing import Any
 import requests
 
 from ..errors import DiscordError, DiscordUnavailable
-from ..sources.http import NO_RETRIES, Backoff, make_session, retry_after_seconds, transport_cause
+from ..sources.http import (
+    NO_RETRIES,
+    Backoff,
+    make_session,
+    retry_after_seconds,
+    status_cause,
+    transport_cause,
+)
 
 log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 30.0
@@ -167,12 +174,4 @@ def _rate_limit_wait(response: requests.Response) -> float:
 
 
 def _status_cause(response: requests.Response) -> str:
-    cause = f"HTTP {response.status_code}"
-    try:
-        found = response.json()
-    except ValueError:
-        return cause
-    message = found.get("message") if isinstance(found, dict) else None
-    if isinstance(message, str) and message.strip():
-        cause += f" ({mask_webhook(' '.join(message.split()))[:120]})"
-    return cause
+    return mask_webhook(status_cause(response, key="message"))

@@ -395,15 +395,15 @@ def transport_cause(
     return f"{type(exc).__name__}: {first_line(exc)}"[:200]
 
 
-def status_cause(response: requests.Response) -> str:
-    """`HTTP <status>`, with the service's own one-line `error` text when its JSON body
-    has one (ESI's `{"error": "..."}`), at most 120 characters of it."""
+def status_cause(response: requests.Response, key: str = "error") -> str:
+    """`HTTP <status>`, with the service's own one-line text when its JSON body has one
+    under `key` (ESI's `{"error": "..."}`, Discord's `message`), at most 120 characters."""
     cause = f"HTTP {response.status_code}"
     try:
         body = response.json()
     except ValueError:
         return cause
-    detail = body.get("error") if isinstance(body, dict) else None
+    detail = body.get(key) if isinstance(body, dict) else None
     if isinstance(detail, str) and detail.strip():
         cause += f" ({' '.join(detail.split())[:120]})"
     return cause

@@ -18,7 +18,14 @@ from peewee import Database
 
 from ..db.fields import to_isk
 from ..errors import InvalidParameter
-from .history import ZKILLBOARD_KILL_URL, check_period, check_range, lookup_names, time_conditions
+from .history import (
+    ZKILLBOARD_KILL_URL,
+    check_period,
+    check_range,
+    lookup_names,
+    time_conditions,
+    weekday_hour_grid,
+)
 from .sqltext import ReadSql, as_datetime
 
 TOP_KINDS = ("ships", "regions")
@@ -116,16 +123,7 @@ def group_activity(
     sql = ReadSql(db)
     params: list[Any] = []
     where = time_conditions(sql, start, end, params)
-    grid = [[0] * 24 for _ in range(7)]
-    rows = db.execute_sql(
-        f"SELECT {sql.weekday('k.kill_time')}, {sql.hour('k.kill_time')}, "
-        f"COUNT(DISTINCT k.killmail_id) FROM killmails k "
-        f"{('WHERE ' + ' AND '.join(where)) if where else ''} GROUP BY 1, 2",
-        params,
-    )
-    for weekday, hour, count in rows:
-        grid[int(weekday)][int(hour)] = int(count)
-    return grid
+    return weekday_hour_grid(db, sql, where, params, "COUNT(DISTINCT k.killmail_id)")
 
 
 def most_expensive_kill(

@@ -391,10 +391,18 @@ def activity(
     sql = ReadSql(db)
     params: list[Any] = [character_id]
     where = [f"k.related_character_id = {sql.p}", *time_conditions(sql, start, end, params)]
+    return weekday_hour_grid(db, sql, where, params, "COUNT(*)")
+
+
+def weekday_hour_grid(
+    db: Database, sql: ReadSql, where: list[str], params: list[Any], counted: str
+) -> list[list[int]]:
+    """`counted` (an aggregate over `killmails k`) per UTC weekday (rows, Monday first) and
+    hour (columns 0..23) of the involvements matching `where`."""
     grid = [[0] * 24 for _ in range(7)]
     rows = db.execute_sql(
-        f"SELECT {sql.weekday('k.kill_time')}, {sql.hour('k.kill_time')}, COUNT(*) "
-        f"FROM killmails k WHERE {' AND '.join(where)} GROUP BY 1, 2",
+        f"SELECT {sql.weekday('k.kill_time')}, {sql.hour('k.kill_time')}, {counted} "
+        f"FROM killmails k {('WHERE ' + ' AND '.join(where)) if where else ''} GROUP BY 1, 2",
         params,
     )
     for weekday, hour, count in rows:
