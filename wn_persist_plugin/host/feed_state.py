@@ -19,31 +19,39 @@ import threading
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
-from peewee import Database
+from peewee import Database, Model
 
 from ..db.connect import write_transaction
 from ..db.models import FeedState, SkippedSequence
 
 LAST_SEQUENCE = "r2z2.last_sequence"
 
-_bound: weakref.WeakKeyDictionary[Database, type[FeedState]] = weakref.WeakKeyDictionary()
+_bound: weakref.WeakKeyDictionary[Database, dict[type[Model], type[Model]]] = (
+    weakref.WeakKeyDictionary()
+)
 _bound_lock = threading.Lock()
+
+M = TypeVar("M", bound=Model)
+
+
+def bound_model(model: type[M], db: Database) -> type[M]:
+    """`model` bound to `db` only (one subclass per database object and model).
+    `Model.bind_ctx` would rebind the class for the whole process: a reader in another
+    thread then sent the host's writes through its own connection."""
+    with _bound_lock:
+        models = _bound.setdefault(db, {})
+        bound = models.get(model)
+        if bound is None:
+            meta = type("Meta", (), {"database": db, "table_name": model._meta.table_name})
+            bound = models[model] = type(f"Bound{model.__name__}", (model,), {"Meta": meta})
+        return cast(type[M], bound)
 
 
 def feed_state_model(db: Database) -> type[FeedState]:
-    """`FeedState` bound to `db` only (one class per database object)."""
-    with _bound_lock:
-        model = _bound.get(db)
-        if model is None:
-
-            class BoundFeedState(FeedState):
-                class Meta:
-                    database = db
-                    table_name = FeedState._meta.table_name
-
-            model = _bound[db] = BoundFeedState
-        return model
+    """`FeedState` bound to `db` only."""
+    return bound_model(FeedState, db)
 
 
 def load_sequence(db: Database, key: str = LAST_SEQUENCE) -> int | None:
@@ -80,26 +88,6 @@ class Skipped:
     skipped_at: dt.datetime | None = None
 
 
-_bound_skipped: weakref.WeakKeyDictionary[Database, type[SkippedSequence]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _skipped_model(db: Database) -> type[SkippedSequence]:
-    """`SkippedSequence` bound to `db` only (see `feed_state_model` for why)."""
-    with _bound_lock:
-        model = _bound_skipped.get(db)
-        if model is None:
-
-            class BoundSkippedSequence(SkippedSequence):
-                class Meta:
-                    database = db
-                    table_name = SkippedSequence._meta.table_name
-
-            model = _bound_skipped[db] = BoundSkippedSequence
-        return model
-
-
 def record_skipped(db: Database, skipped: Iterable[Skipped]) -> None:
     """Store skipped sequences (a sequence recorded twice keeps its latest reason)."""
     now = dt.datetime.now(dt.UTC)
@@ -115,7 +103,7 @@ def record_skipped(db: Database, skipped: Iterable[Skipped]) -> None:
     if not rows:
         return
     db.connect(reuse_if_open=True)
-    model = _skipped_model(db)
+    model = bound_model(SkippedSequence, db)
     with write_transaction(db):
         (
             model.insert_many(rows)
@@ -130,7 +118,7 @@ def record_skipped(db: Database, skipped: Iterable[Skipped]) -> None:
 def skipped_sequences(db: Database, limit: int | None = None) -> list[Skipped]:
     """The skipped sequences, newest first (`limit`: at most that many)."""
     db.connect(reuse_if_open=True)
-    model = _skipped_model(db)
+    model = bound_model(SkippedSequence, db)
     query = model.select().order_by(model.sequence.desc())
     if limit is not None:
         query = query.limit(limit)
@@ -140,4 +128,4 @@ def skipped_sequences(db: Database, limit: int | None = None) -> list[Skipped]:
 def count_skipped(db: Database) -> int:
     """How many sequences were skipped."""
     db.connect(reuse_if_open=True)
-    return _skipped_model(db).select().count()
+    return bound_model(SkippedSequence, db).select().count()
