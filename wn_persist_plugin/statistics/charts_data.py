@@ -23,6 +23,7 @@ from .history import (
     check_period,
     check_range,
     lookup_names,
+    period_overlap,
     time_conditions,
     weekday_hour_grid,
 )
@@ -70,12 +71,7 @@ def top_entities(
     if character_id is not None:
         where.append(f"s.character_id = {sql.p}")
         params.append(character_id)
-    if start is not None:
-        where.append(f"s.period_end >= {sql.p}")
-        params.append(sql.date(start))
-    if end is not None:
-        where.append(f"s.period_start <= {sql.p}")
-        params.append(sql.date(end))
+    where += period_overlap(sql, start, end, params)
     totals: Counter[str] = Counter()
     cursor = db.execute_sql(
         f"SELECT {_COLUMN[kind]} FROM killmail_statistics s WHERE {' AND '.join(where)}", params

@@ -537,6 +537,21 @@ def _stat_rows(db: Database, rows: list[tuple[Any, ...]]) -> list[dict[str, Any]
     return out
 
 
+def period_overlap(
+    sql: ReadSql, start: dt.date | None, end: dt.date | None, params: list[Any]
+) -> list[str]:
+    """Conditions on `killmail_statistics s`: the period overlaps the days `start`..`end`
+    (both inclusive, either open); their parameters are appended to `params`."""
+    where = []
+    if start is not None:
+        where.append(f"s.period_end >= {sql.p}")
+        params.append(sql.date(start))
+    if end is not None:
+        where.append(f"s.period_start <= {sql.p}")
+        params.append(sql.date(end))
+    return where
+
+
 def character_stats(
     db: Database,
     character_id: int,
@@ -550,13 +565,11 @@ def character_stats(
     check_range(start, end)
     sql = ReadSql(db)
     params: list[Any] = [character_id, period]
-    where = [f"s.character_id = {sql.p}", f"s.period_type = {sql.p}"]
-    if start is not None:
-        where.append(f"s.period_end >= {sql.p}")
-        params.append(sql.date(start))
-    if end is not None:
-        where.append(f"s.period_start <= {sql.p}")
-        params.append(sql.date(end))
+    where = [
+        f"s.character_id = {sql.p}",
+        f"s.period_type = {sql.p}",
+        *period_overlap(sql, start, end, params),
+    ]
     rows = db.execute_sql(
         f"SELECT {_STAT_COLUMNS} FROM killmail_statistics s WHERE {' AND '.join(where)} "
         "ORDER BY s.period_start",
