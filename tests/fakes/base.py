@@ -9,7 +9,7 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,46 @@ class Request:
     headers: dict[str, str]
 
 
-class FakeServer:
+class LocalServer:
+    """A real HTTP server on 127.0.0.1 (a free port) in a background thread, used as a
+    context manager; subclasses answer the methods in `METHODS` in `_handle(handler)`."""
+
+    METHODS: tuple[str, ...] = ("GET",)
+
+    def __init__(self) -> None:
+        server = self
+
+        def answer(handler: BaseHTTPRequestHandler) -> None:
+            server._handle(handler)
+
+        def quiet(handler: BaseHTTPRequestHandler, *args: Any) -> None:
+            pass
+
+        handlers: dict[str, Any] = {"protocol_version": "HTTP/1.1", "log_message": quiet}
+        handlers.update({f"do_{method}": answer for method in self.METHODS})
+        handler_class = type("Handler", (BaseHTTPRequestHandler,), handlers)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def root(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        raise NotImplementedError
+
+
+class FakeServer(LocalServer):
     """Subclasses implement `respond(path, headers) -> (status, body, extra_headers)`.
 
     Faults: `fail(path, *faults)` queues faults served (one per request) before the normal
@@ -34,37 +73,15 @@ class FakeServer:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[Request] = []
         self.faults: dict[str, deque[str]] = defaultdict(deque)
         self.windows: dict[str, tuple[str, float, float | None]] = {}
         self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                server._handle(self)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FakeServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        return self.root
 
     def fail(self, path: str, *faults: str) -> None:
         with self.lock:

@@ -12,8 +12,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from email import policy
 from email.parser import BytesParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from .base import LocalServer
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 WEBHOOK_ID = "112233445566778899"
@@ -79,39 +81,19 @@ def check(parts: dict[str, tuple[str | None, str, bytes]]) -> tuple[dict[str, An
     return payload, problems
 
 
-class FakeDiscord:
+class FakeDiscord(LocalServer):
+    METHODS = ("POST",)
+
     def __init__(self) -> None:
+        super().__init__()
         self.posts: list[Post] = []
         self.answers: deque[tuple[int, dict[str, Any] | None, dict[str, str]]] = deque()
         self.delay = 0.0
         self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                server._handle(self)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/api/webhooks/{WEBHOOK_ID}/{WEBHOOK_TOKEN}"
-
-    def __enter__(self) -> FakeDiscord:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        return f"{self.root}/api/webhooks/{WEBHOOK_ID}/{WEBHOOK_TOKEN}"
 
     def rate_limit(self, retry_after: float, header: str | None = None) -> None:
         """Answer the next post 429 with Discord's body (and `Retry-After: header`)."""

@@ -3,19 +3,16 @@ the report table, request-rate figures."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from wn_persist_plugin.db.connect import open_database, write_transaction
 from wn_persist_plugin.host import feed_state
@@ -322,36 +319,3 @@ def settle(condition: Callable[[], Any], timeout: float) -> bool:
     return False
 
 
-ADMIN_URL = os.environ.get("WN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-@contextlib.contextmanager
-def database_gone(backend: str, url: str) -> Iterator[None]:
-    """SQLite: another connection holds the write lock. PostgreSQL: the database accepts
-    no connections and every session of it is terminated."""
-    if backend == "sqlite":
-        conn = sqlite3.connect(url[len("sqlite:///") :], isolation_level=None)
-        conn.execute("BEGIN EXCLUSIVE")
-        try:
-            yield
-        finally:
-            conn.execute("ROLLBACK")
-            conn.close()
-        return
-    import psycopg2
-
-    name = urlsplit(url).path.lstrip("/")
-    admin = psycopg2.connect(ADMIN_URL)
-    admin.autocommit = True
-    cur = admin.cursor()
-    cur.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-    cur.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-        "WHERE datname = %s AND pid <> pg_backend_pid()",
-        (name,),
-    )
-    try:
-        yield
-    finally:
-        cur.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        admin.close()

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 from fakes.r2z2 import FakeR2Z2
+from test_writer_outage import database_gone
 
 from faults.faultkit import (
     FIRST,
     compare_rows,
-    database_gone,
     expected_rows,
     feed_env,
     position,
