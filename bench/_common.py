@@ -76,6 +76,26 @@ def database_urls(*, postgres: bool = True) -> Iterator[dict[str, str]]:
                 conn.close()
 
 
+def run_per_backend(
+    run: Callable[..., Any], count: str, default: int, *, before: Callable[[], None] = lambda: None
+) -> None:
+    """The command line shared by the 1M-row benchmarks: `--rows`, `--COUNT`,
+    `--no-postgres`, `--only BACKEND`; calls `run(name, url, rows, count)` per backend."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(f"--{count}", type=int, default=default)
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--only", choices=["sqlite", "postgresql"], default=None)
+    args = parser.parse_args()
+    before()
+    with database_urls(postgres=not args.no_postgres) as urls:
+        for name, url in urls.items():
+            if not args.only or name == args.only:
+                run(name, url, args.rows, getattr(args, count))
+
+
 def timed(fn: Callable[[], Any], repeat: int = 3) -> float:
     """Best wall time of `repeat` runs, in seconds (best-of is least disturbed by noise)."""
     best = float("inf")

@@ -9,7 +9,6 @@ and RSS growth.
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import resource
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import database_urls, median, percentile  # noqa: E402
+from _common import median, percentile, run_per_backend  # noqa: E402
 from falcon import testing  # noqa: E402
 
 from wn_persist_plugin.api.app import create_app  # noqa: E402
@@ -182,18 +181,12 @@ def run(name: str, url: str, rows: int, requests: int) -> None:
 def main() -> None:
     import logging
 
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--no-postgres", action="store_true")
-    parser.add_argument("--only", choices=["sqlite", "postgresql"], default=None)
-    args = parser.parse_args()
-    with database_urls(postgres=not args.no_postgres) as urls:
-        for name, url in urls.items():
-            if args.only and name != args.only:
-                continue
-            run(name, url, args.rows, args.requests)
+    run_per_backend(
+        run,
+        "requests",
+        200,
+        before=lambda: logging.getLogger("waitress.queue").setLevel(logging.ERROR),
+    )
 
 
 if __name__ == "__main__":

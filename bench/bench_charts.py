@@ -9,7 +9,6 @@ of the same size.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import database_urls, median  # noqa: E402
+from _common import median, run_per_backend  # noqa: E402
 from bench_api import BASE, generate  # noqa: E402
 
 from wn_persist_plugin.charts import ChartRequest, load_chart, render_png  # noqa: E402
@@ -81,17 +80,7 @@ def run(name: str, url: str, rows: int, renders: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--renders", type=int, default=15)
-    parser.add_argument("--no-postgres", action="store_true")
-    parser.add_argument("--only", choices=["sqlite", "postgresql"], default=None)
-    args = parser.parse_args()
-    with database_urls(postgres=not args.no_postgres) as urls:
-        for name, url in urls.items():
-            if args.only and name != args.only:
-                continue
-            run(name, url, args.rows, args.renders)
+    run_per_backend(run, "renders", 15)
 
 
 if __name__ == "__main__":
