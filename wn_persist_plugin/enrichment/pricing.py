@@ -229,16 +229,18 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
-def _victim_to_price(rows: Sequence[tuple[Any, ...]]) -> Mapping[str, Any] | None:
-    """The victim entry of a mail's rows that holds its items: the victim row's, else an
-    attacker row's kept for pricing (with an `items` list); None when no row has them."""
-    for _kid, role, _source, _value, victim, _zkb in rows:
-        data = _json(victim)
-        if isinstance(data, Mapping) and (
-            role == ROLE_VICTIM or isinstance(data.get("items"), list)
-        ):
-            return data
-    return None
+def _has_items(victim: Any, role: str) -> bool:
+    """The stored victim entry holds the victim's items: a victim row's always does; an
+    attacker row's only when kept for pricing (an `items` list)."""
+    return isinstance(victim, Mapping) and (
+        role == ROLE_VICTIM or isinstance(victim.get("items"), list)
+    )
+
+
+def _select_in(db: Database, sql: str, ids: Sequence[int]) -> list[tuple[Any, ...]]:
+    """`sql` with `{ids}` replaced by placeholders for `ids`, run; its rows."""
+    marks = ", ".join(db.param for _ in ids)
+    return [tuple(r) for r in db.execute_sql(sql.format(ids=marks), list(ids)).fetchall()]
 
 
 def price_mails(
@@ -259,8 +261,10 @@ def price_mails(
             ids = [
                 int(k)
                 for (k,) in db.execute_sql(
-                    "SELECT DISTINCT killmail_id FROM killmails WHERE value_source <> 'zkb'"
-                    f" AND value_source = '{VALUE_NONE}' AND killmail_id > {p}"
+                    # `<> 'zkb'` as the partial index killmails_without_zkb_value says it
+                    "SELECT DISTINCT killmail_id FROM killmails"
+                    f" WHERE value_source <> '{VALUE_ZKB}' AND value_source = '{VALUE_NONE}'"
+                    f" AND killmail_id > {p}"
                     f" ORDER BY killmail_id LIMIT {int(batch)}",
                     (after,),
                 ).fetchall()
@@ -268,26 +272,44 @@ def price_mails(
             if not ids:
                 break
             after = ids[-1]
-            marks = ", ".join(p for _ in ids)
-            rows = db.execute_sql(
-                "SELECT killmail_id, character_role, value_source, total_value, victim_data,"
-                f" zkb_data FROM killmails WHERE killmail_id IN ({marks})"
-                " ORDER BY killmail_id, character_role DESC",
+            # One row's victim entry per mail (the victim's row, else the newest: an
+            # attacker row kept with the items), not every row's copy of the items.
+            chosen: dict[int, tuple[int, str]] = {}
+            zkb_rows: dict[int, int] = {}
+            for row_id, kid, role, source in _select_in(
+                db,
+                "SELECT id, killmail_id, character_role, value_source FROM killmails"
+                " WHERE killmail_id IN ({ids}) ORDER BY killmail_id, id",
                 ids,
-            ).fetchall()
-            by_mail: dict[int, list[tuple[Any, ...]]] = {}
-            for row in rows:
-                by_mail.setdefault(int(row[0]), []).append(tuple(row))
-            values: list[tuple[int, Decimal]] = []
+            ):
+                if source == VALUE_ZKB:
+                    zkb_rows.setdefault(int(kid), int(row_id))
+                elif chosen.get(int(kid), (0, ""))[1] != ROLE_VICTIM:
+                    chosen[int(kid)] = (int(row_id), role)
             zkb: dict[int, Mapping[str, Any]] = {}
-            for kid, mail_rows in by_mail.items():
-                valued = [r for r in mail_rows if r[2] == VALUE_ZKB and _json(r[5])]
-                if valued:
-                    zkb[kid] = _json(valued[0][5])
-                    continue
-                summary.seen += 1
-                victim = _victim_to_price(mail_rows)
-                if victim is None:
+            if zkb_rows:
+                for kid, block in _select_in(
+                    db,
+                    "SELECT killmail_id, zkb_data FROM killmails WHERE id IN ({ids})",
+                    sorted(zkb_rows.values()),
+                ):
+                    if isinstance(_json(block), Mapping):
+                        zkb[int(kid)] = _json(block)
+            wanted = {kid: row for kid, row in chosen.items() if kid not in zkb_rows}
+            summary.seen += len(wanted)
+            victims = dict(
+                _select_in(
+                    db,
+                    "SELECT id, victim_data FROM killmails WHERE id IN ({ids})",
+                    sorted(row_id for row_id, _ in wanted.values()),
+                )
+                if wanted
+                else []
+            )
+            values: list[tuple[int, Decimal]] = []
+            for kid, (row_id, role) in wanted.items():
+                victim = _json(victims.get(row_id))
+                if not _has_items(victim, role):
                     continue
                 try:
                     value = mail_value(victim, prices)
