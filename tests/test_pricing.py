@@ -423,3 +423,35 @@ def test_fake_prices_follow_esis_contract(fake_server, esi_client):
     assert any(p is None for p in prices.values())
     raw = fake_server.market_prices
     assert all(set(e) <= {"type_id", "average_price", "adjusted_price"} for e in raw)
+
+
+def test_rows_without_a_value_beside_zkillboards_take_its_value(db, real_envelopes, esi_client):
+    body = corpus(real_envelopes)
+    victim, who = body["victim"]["character_id"], attacker_of(body)
+    with_zkb = {"killmail_id": KILL, "hash": ZKB["hash"], "esi": body, "zkb": ZKB}
+    assert maybe_persist_killmail(with_zkb, {victim: "Victim"}).rows == 1
+    # later, from an archive (no zkb), for a character tracked since
+    maybe_persist_killmail(body, {victim: "Victim", who: "Pilot"})
+    assert sorted((r.character_role, r.value_source) for r in stored()) == [
+        ("attacker", "none"),
+        ("victim", "zkb"),
+    ]
+
+    summary = pricing.run(db, esi_client)
+
+    assert (summary.seen, summary.priced, summary.from_zkb) == (0, 0, 1)
+    assert {(r.value_source, r.total_value) for r in stored()} == {
+        ("zkb", Decimal("987654321.09"))
+    }
+
+
+def test_attacker_rows_stored_without_the_items_stay_unpriced(db, unpriced, esi_client):
+    (row,) = stored()
+    data = dict(row.victim_data)
+    del data["items"]  # as attacker rows were stored before value_source existed
+    Involvement.update(victim_data=data).execute()
+
+    summary = pricing.run(db, esi_client)
+
+    assert (summary.seen, summary.priced, summary.unpriced) == (1, 0, 1)
+    assert stored()[0].value_source == "none"
