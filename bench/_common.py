@@ -36,6 +36,7 @@ KILLMAIL_COLUMNS = [
     "zkb_data",
     "victim_data",
     "attacker_data",
+    "value_source",
     "processed_at",
 ]
 """The `killmails` columns a benchmark's raw-SQL baseline writes (all but `id`)."""

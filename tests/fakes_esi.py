@@ -16,6 +16,10 @@ headers instead. EVE Ref's daily archives are served at
 static data in both layouts (`/dump/latest/csv/<table>.csv`, UTF-8 with a BOM and quoted
 fields, and `/dump/latest/<table>.csv.bz2`; `sde_layouts` picks which exist).
 
+Market prices (`GET /markets/prices/`) are an array of `{type_id, average_price?,
+adjusted_price?}` over every type of the real mails, with made-up prices
+(`FakeServer.market_prices`; some types lack `average_price`, as on ESI).
+
 Faults are scripted per path pattern: `server.script(r"^/universe/names/", [(420, {...})])`
 answers the next matching requests with those statuses; `server.down = True` answers 503
 everywhere. Every answer carries ESI's error-limit headers. Every request is recorded
@@ -87,10 +91,14 @@ class FakeData:
         self.killmails: dict[tuple[int, str], dict[str, Any]] = {}
         self.history: dict[str, dict[str, str]] = defaultdict(dict)
         self.entities: dict[int, str] = {}
+        self.traded_types: set[int] = set()
+        """Every hull and item type of the real mails (the market prices' types)."""
         with (data_dir / "killmails" / "real_killmails.jsonl").open() as fh:
             for line in fh:
                 envelope = json.loads(line)
                 body = envelope["esi"]
+                self.traded_types.add(int(body["victim"]["ship_type_id"]))
+                self.traded_types.update(_item_types(body["victim"].get("items") or []))
                 key = (int(envelope["killmail_id"]), str(envelope["hash"]))
                 self.killmails[key] = body
                 day = body["killmail_time"][:10].replace("-", "").replace(".", "")
@@ -103,6 +111,20 @@ class FakeData:
                     ):
                         if who.get(field) is not None:
                             self.entities[int(who[field])] = category
+
+    def market_prices(self) -> list[dict[str, Any]]:
+        """ESI's `/markets/prices/` answer for the types we know: made-up prices with two
+        decimals; every 13th type has no `average_price` (ESI leaves it out for types
+        that did not trade), and a few have only that one field."""
+        out: list[dict[str, Any]] = []
+        for type_id in sorted(self.traded_types | set(self.types)):
+            entry: dict[str, Any] = {"type_id": type_id}
+            if type_id % 13:
+                entry["average_price"] = round((type_id * 7919 % 1_000_003) * 13.37 + 0.01, 2)
+            if type_id % 17:
+                entry["adjusted_price"] = round((type_id * 104_729 % 999_983) * 11.11, 2)
+            out.append(entry)
+        return out
 
     def inv_types_csv(self) -> bytes:
         """invTypes.csv in Fuzzwork's layout, from the real type names and groups we have
@@ -171,6 +193,14 @@ class FakeData:
         return None
 
 
+def _item_types(items: list[dict[str, Any]]) -> set[int]:
+    found: set[int] = set()
+    for item in items:
+        found.add(int(item["item_type_id"]))
+        found |= _item_types(item.get("items") or [])
+    return found
+
+
 KILLMAIL_ROUTE = re.compile(r"/killmails/(\d+)/(\w+)/")
 EVEREF_ARCHIVE = re.compile(r"/killmails/(\d{4})/killmails-(\d{4})-(\d{2})-(\d{2})\.tar\.bz2")
 COSTS = {2: 2, 3: 1, 4: 5}
@@ -230,6 +260,8 @@ class FakeServer(ThreadingHTTPServer):
         self.requests: list[tuple[str, str, Any]] = []
         self.received: list[tuple[str, str, dict[str, str]]] = []
         """(method, path, headers with lower-case names) of every request, in order."""
+        self.market_prices: list[dict[str, Any]] = data.market_prices()
+        """ESI's `/markets/prices/` array (tests may change it)."""
         self.error_remain = 100
         self.error_reset = 1
         self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
@@ -395,6 +427,10 @@ class _Handler(BaseHTTPRequestHandler):
                     "start_time": "2026-01-01T11:00:00Z",
                 },
             )
+            return
+        if method == "GET" and path == "/markets/prices/":
+            # ESI caches the route for an hour: the same array until it expires.
+            self._send(200, self.server.market_prices, {"Cache-Control": "public, max-age=3600"})
             return
         match = re.fullmatch(r"/universe/(systems|constellations|regions)/(\d+)/", path)
         if method == "GET" and match:

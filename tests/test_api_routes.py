@@ -128,6 +128,20 @@ def test_killmail_detail(seeded):
     assert mail["zkb"]["hash"] == env["zkb"]["hash"]
 
 
+def test_killmail_items_say_where_their_value_came_from(seeded):
+    cid = busiest(seeded)
+    items = seeded.client.simulate_get(
+        f"/api/v1/characters/{cid}/killmails", params={"limit": "500"}
+    ).json["items"]
+    by_id = {e["killmail_id"]: e for e in seeded.envelopes}
+    sources = {i["value_source"] for i in items}
+    assert sources <= {"zkb", "none"}  # nothing priced from market prices here
+    for item in items:
+        has_value = (by_id[item["killmail_id"]].get("zkb") or {}).get("totalValue") is not None
+        assert item["value_source"] == ("zkb" if has_value else "none")
+        assert (item["total_value"] is not None) == has_value
+
+
 def test_leaderboard(seeded):
     months = seeded.client.simulate_get(f"/api/v1/characters/{busiest(seeded)}/stats").json
     start = months["items"][-1]["period_start"]

@@ -170,6 +170,7 @@ def test_broken_lines_are_reported_with_file_and_line(
     # The command reports the same and exits 1 at the end.
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("PERSISTENCE_ESI_ENRICHMENT", "false")  # no market prices from ESI
     args = ["backfill", str(path), "--no-progress"] + [f"--track={t}" for t in tracked[:50]]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1

@@ -34,7 +34,8 @@ def test_fleet_kill_with_many_tracked_attackers(real_envelopes):
         assert own["character_id"] == row.related_character_id
         assert row.ship_type_id == own.get("ship_type_id")
         assert row.attacker_count == len(envelope["esi"]["attackers"])
-        assert "items" not in row.victim_data
+        # the victim's items are kept only for a mail without a value (to price it later)
+        assert ("items" in row.victim_data) == (mail.total_value is None)
 
 
 def test_tracked_characters_on_both_sides(real_envelopes):

@@ -135,8 +135,12 @@ def test_stats_table_by_name_and_id(cli, history):
         "587",
         "x1",
     ]
+    assert lines[4] == (
+        "values: 3 from zKillboard, 0 estimated from market prices, 0 without a value"
+    )
     by_id = cli("stats", "101", "--period", "weekly", "--last", "1")
-    assert [line.split() for line in by_id.output.splitlines()[2:]] == [lines[3].split()]
+    assert [line.split() for line in by_id.output.splitlines()[2:-1]] == [lines[3].split()]
+    assert by_id.output.splitlines()[-1].startswith("values: 1 from zKillboard, 0 ")
 
 
 def test_stats_json(cli, history):
@@ -152,6 +156,7 @@ def test_stats_json(cli, history):
     assert row["ship_usage"] == {"11999": 2, "587": 1}
     assert row["region_activity"] == {"unknown": 3}
     assert row["character_name"] == "Nimby Karen"
+    assert row["value_sources"] == {"zkb": 3, "esi_prices": 0, "none": 0}
 
 
 def test_leaderboard(cli, history):

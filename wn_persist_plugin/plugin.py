@@ -29,7 +29,7 @@ import atexit
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from peewee import Database, InterfaceError, OperationalError
 from .db import migrator
 from .db.connect import open_database
 from .enrichment import fill as enrichment
+from .enrichment import pricing
 from .errors import MalformedKillmail
 from .hookspecs import hookimpl
 from .ingest.counters import PipelineStats, Tally
@@ -96,7 +97,12 @@ class PersistencePlugin:
         if not settings.enable_persistence:
             log.info("wn-persist: persistence disabled (ENABLE_PERSISTENCE is false)")
             return
-        statistics_steps = [enrichment.scheduler_step(settings)]
+        statistics_steps: list[Callable[[Database], object]] = [
+            enrichment.scheduler_step(settings)
+        ]
+        price_step = pricing.scheduler_step(settings)  # None when ESI enrichment is off
+        if price_step is not None:
+            statistics_steps.append(price_step)
         db = open_database(settings)
         self.db = db
         self._seen = Tally()  # counters are since this startup

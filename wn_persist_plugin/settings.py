@@ -458,7 +458,8 @@ SETTINGS: tuple[Setting, ...] = (
     # enrichment, static data, history
     Setting(
         "PERSISTENCE_ESI_ENRICHMENT", "esi_enrichment", Flag(), True,
-        "the scheduled job asks ESI for names and unknown systems",
+        "the scheduled job asks ESI for names and unknown systems, and for market prices to "
+        "value mails without a zKillboard value (also `backfill`; see pricing.md)",
     ),
     Setting(
         "ESI_BASE_URL", "esi.base_url", EsiRoot(), DEFAULT_ESI_BASE_URL,

@@ -287,7 +287,8 @@ def stats(
     by: str,
     as_json: bool,
 ) -> None:
-    """A character's statistics per period, or (--top N) the latest period's leaderboard."""
+    """A character's statistics per period (and how many of its mails have a value from
+    zKillboard, from market prices, or none), or (--top N) the latest period's leaderboard."""
     if (character is None) == (top is None):
         fail("give a CHARACTER_ID_OR_NAME or --top N (not both)")
     if top is not None:
@@ -298,8 +299,15 @@ def stats(
         except sq.UnknownCharacter as exc:
             fail(str(exc))
         rows = sq.character_periods(app.db, who.character_id, period, last)
+    sources = [
+        sq.value_sources(app.db, who.character_id, r["period_start"], r["period_end"])
+        for r in (rows if top is None else ())
+    ]
     if as_json:
-        click.echo(json.dumps([sq.json_ready(r) for r in rows], indent=2))
+        out = [sq.json_ready(r) for r in rows]
+        for shown, counts in zip(out, sources, strict=False):
+            shown["value_sources"] = counts
+        click.echo(json.dumps(out, indent=2))
         return
     if not rows:
         click.echo(f"no {period} statistics yet")
@@ -346,6 +354,9 @@ def stats(
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    if sources:
+        totals = {key: sum(c[key] for c in sources) for key in sources[0]}
+        click.echo(sq.value_sources_line(totals))
 
 
 # === end of statistics commands ============================================================
@@ -427,7 +438,9 @@ def backfill(
     """Import past killmails: JSON/JSONL files, folders, EVE Ref .tar.bz2 archives, or
     zKillboard history (--zkill-history 2026-01-01..2026-01-31: bodies from EVE Ref's
     daily archive, the rest from ESI paced by its rate limit; Ctrl-C stops, run again to
-    resume). Exit 1 if any was bad."""
+    resume). At the end, mails without a value are priced from ESI's market prices (unless
+    PERSISTENCE_ESI_ENRICHMENT is false: then from the cached prices only). Exit 1 if any
+    was bad."""
     if not paths and not zkill:
         fail("give PATH... or --zkill-history FROM..TO")
     show = sys.stderr.isatty() if progress is None else progress
@@ -441,6 +454,7 @@ def backfill(
                     track=track,
                     progress=show,
                     esi=_esi_client(app) if use_esi else None,
+                    market=_esi_client(app) if app.settings.esi_enrichment else None,
                 )
             )
         if zkill:
@@ -463,6 +477,7 @@ def backfill(
                     workers=workers,
                     progress=show,
                     enrich_from_esi=use_esi,
+                    market=esi if app.settings.esi_enrichment else None,
                 )
             )
     except ConfigError as exc:

@@ -25,6 +25,11 @@ from .fields import ISKField, UTCDateTimeField, json_dumps
 
 ROLE_ATTACKER = "attacker"
 ROLE_VICTIM = "victim"
+VALUE_ZKB = "zkb"
+VALUE_ESI_PRICES = "esi_prices"
+VALUE_NONE = "none"
+VALUE_SOURCES = (VALUE_ZKB, VALUE_ESI_PRICES, VALUE_NONE)
+"""`killmails.value_source`: where a mail's `total_value` came from."""
 
 
 class BaseModel(Model):
@@ -73,6 +78,9 @@ class Involvement(BaseModel):
     zkb_data = JSONField(null=True, dumps=json_dumps)
     victim_data = JSONField(null=True, dumps=json_dumps)
     attacker_data = JSONField(null=True, dumps=json_dumps)
+    value_source = CharField(max_length=16, default=VALUE_NONE)
+    """Where `total_value` came from: `zkb` (zKillboard), `esi_prices` (estimated from
+    ESI's market prices, `enrichment.pricing`) or `none` (no value yet)."""
     processed_at = UTCDateTimeField()
 
     class Meta:
@@ -85,6 +93,8 @@ class Involvement(BaseModel):
             (("solar_system_id", "kill_time"), False),
             (("character_role", "kill_time"), False),
             (("processed_at",), False),
+            # migration 0010 adds killmails_without_zkb_value (killmail_id) WHERE
+            # value_source <> 'zkb': pricing and zKillboard values find their mails by it
         )
 
 
@@ -223,6 +233,19 @@ class BackfillCursor(BaseModel):
         table_name = "backfill_cursors"
 
 
+class MarketPrice(BaseModel):
+    """ESI's market prices (`GET /markets/prices/`), the whole list as last fetched:
+    `average_price` is None for a type ESI lists without one."""
+
+    type_id = BigIntegerField(primary_key=True)
+    average_price = DoubleField(null=True)
+    """As ESI sent it (a JSON number); `Decimal(str(value))` is the exact amount."""
+    fetched_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "market_prices"
+
+
 UNIVERSE_MODELS: tuple[type[BaseModel], ...] = (
     UniverseRegion,
     UniverseConstellation,
@@ -282,4 +305,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     FeedState,
     SkippedSequence,
     ReportSent,
+    MarketPrice,
 )

@@ -33,6 +33,8 @@ from ..db.connect import connected
 from ..db.models import BackfillCursor
 from ..enrichment.fill import RowFiller
 from ..enrichment.fill import enrich as enrich_stored
+from ..enrichment.pricing import PricingSummary
+from ..enrichment.pricing import run as price_stored
 from ..errors import (
     ConfigError,
     EsiError,
@@ -93,6 +95,8 @@ class BackfillSummary:
     aggregated: bool = False
     statistics: str | None = None
     """What happened to the statistics at the end."""
+    pricing: PricingSummary | None = None
+    """Mails without a value priced from market prices at the end (`enrichment.pricing`)."""
 
     def note(self, problem: str) -> None:
         """Record one problem (logged; kept for the report up to MAX_PROBLEMS)."""
@@ -121,6 +125,8 @@ class BackfillSummary:
             out.append(f"stopped:        {self.stopped}")
         if self.statistics:
             out.append(f"statistics:     {self.statistics}")
+        if self.pricing is not None:
+            out.append(self.pricing.line())
         return out
 
 
@@ -272,10 +278,20 @@ def _progress_bar(enabled: bool, total: int | None = None, desc: str = "mails") 
 
 
 def _finish(
-    db: Database, summary: BackfillSummary, *, enrich: bool, aggregate: bool, esi: Any
+    db: Database,
+    summary: BackfillSummary,
+    *,
+    enrich: bool,
+    aggregate: bool,
+    esi: Any,
+    price: bool = True,
+    market: EsiClient | None = None,
 ) -> None:
     if enrich:
         enrich_stored(db, esi)
+    if price:
+        # Before aggregating, so that the statistics count the estimates.
+        summary.pricing = price_stored(db, market)
     if aggregate:
         try:
             aggregation.aggregate(db, wait=AGGREGATE_WAIT)
@@ -298,11 +314,15 @@ def backfill_paths(
     enrich: bool = True,
     aggregate: bool = True,
     esi: EsiClient | None = None,
+    price: bool = True,
+    market: EsiClient | None = None,
 ) -> BackfillSummary:
     """Import every mail in `paths` (files, directories, archives) for the tracked set.
 
     At the end regions/names are filled (`enrichment.enrich`, with ESI only when `esi` is
-    given) and the touched periods re-aggregated (incrementally, via `processed_at`).
+    given), the stored mails without a value priced from market prices (`price`; fetched
+    from ESI with `market` when the cache is a day old, else the cache alone) and the
+    touched periods re-aggregated (incrementally, via `processed_at`).
     """
     with connected(db):
         tracked = load_tracked(db, track)
@@ -323,7 +343,9 @@ def backfill_paths(
                 for item in reader(path):
                     runner.feed(item)
             runner.flush()
-        _finish(db, summary, enrich=enrich, aggregate=aggregate, esi=esi)
+        _finish(
+            db, summary, enrich=enrich, aggregate=aggregate, esi=esi, price=price, market=market
+        )
     return summary
 
 
@@ -404,6 +426,8 @@ def backfill_zkill_history(
     enrich: bool = True,
     enrich_from_esi: bool = False,
     aggregate: bool = True,
+    price: bool = True,
+    market: EsiClient | None = None,
     today: dt.date | None = None,
 ) -> BackfillSummary:
     """zKillboard history, day by day: `{history}/YYYYMMDD.json` (killmail_id -> hash),
@@ -415,7 +439,8 @@ def backfill_zkill_history(
     Resumable: each day's ESI position is saved in `backfill_cursors` after the rows
     before it are written; finished days are skipped, except the last `RECENT_DAYS`
     (before `today`, UTC), which are read again. ESI or zKillboard down, or Ctrl-C, stops
-    the run cleanly (`summary.stopped`); run again to resume."""
+    the run cleanly (`summary.stopped`); run again to resume. At the end, as for
+    `backfill_paths`: enrichment, pricing (`price`, `market`), aggregation."""
     summary = BackfillSummary()
     today = today or dt.datetime.now(dt.UTC).date()
     with connected(db):
@@ -438,7 +463,13 @@ def backfill_zkill_history(
             return summary
         runner.flush()
         _finish(
-            db, summary, enrich=enrich, aggregate=aggregate, esi=esi if enrich_from_esi else None
+            db,
+            summary,
+            enrich=enrich,
+            aggregate=aggregate,
+            esi=esi if enrich_from_esi else None,
+            price=price,
+            market=market,
         )
     return summary
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
-from ..db.models import ROLE_ATTACKER, ROLE_VICTIM
+from ..db.models import ROLE_ATTACKER, ROLE_VICTIM, VALUE_NONE, VALUE_ZKB
 from ..killmails.parse import Killmail, Participant
 from ..redact import first_line
 from .tracked import TrackedSet
@@ -51,6 +51,8 @@ class InvolvementRow:
     zkb_data: Mapping[str, Any] | None
     victim_data: Mapping[str, Any] | None
     attacker_data: Mapping[str, Any] | None
+    value_source: str
+    """`zkb` when `total_value` is zKillboard's, else `none` (see `db.models.VALUE_SOURCES`)."""
     repriced: bool = field(default=False, metadata={"column": False})
     """Not a column: the mail was republished repriced, so `store.write_rows` replaces a
     stored value with this row's."""
@@ -77,6 +79,16 @@ def _victim_data(victim: Participant, with_items: bool) -> dict[str, Any]:
     return data
 
 
+def _victim_data_to_price(victim: Participant) -> dict[str, Any]:
+    """The victim's entry for attacker rows of a mail without a value: with its items,
+    always under `items` (an empty list when the mail listed none), so that an entry kept
+    for pricing is told apart from one stored without its items."""
+    data = dict(victim.raw)
+    if not isinstance(data.get("items"), list):
+        data["items"] = []
+    return data
+
+
 def involvement_rows(mail: Killmail, tracked: TrackedSet) -> list[InvolvementRow]:
     """Rows for every tracked character on the mail: the victim, and each tracked
     attacker once (their final-blow entry if they appear more than once).
@@ -99,6 +111,7 @@ def involvement_rows(mail: Killmail, tracked: TrackedSet) -> list[InvolvementRow
     zkb = mail.zkb
     shared = (mail.killmail_id, mail.kill_time, mail.solar_system_id, mail.solar_system_name)
     total_value = mail.total_value
+    value_source = VALUE_NONE if total_value is None else VALUE_ZKB
     outcome = (bool(zkb and zkb.solo), mail.is_npc_kill, len(mail.attackers))
     zkb_data = dict(zkb.raw) if zkb else None
 
@@ -120,6 +133,7 @@ def involvement_rows(mail: Killmail, tracked: TrackedSet) -> list[InvolvementRow
             zkb_data,
             victim_data,
             dict(who.raw) if attacker else None,
+            value_source,
             mail.repriced,
         )
 
@@ -128,9 +142,15 @@ def involvement_rows(mail: Killmail, tracked: TrackedSet) -> list[InvolvementRow
         with_items = _victim_data(victim, with_items=True)
         rows.append(row(ROLE_VICTIM, victim.character_id, victim, with_items, False))
     if chosen:
-        without_items = _victim_data(victim, with_items=False)
+        # Attacker rows drop the victim's items, unless the mail has no value: then they
+        # are what `enrichment.pricing` estimates the value from.
+        victim_entry = (
+            _victim_data(victim, with_items=False)
+            if total_value is not None
+            else _victim_data_to_price(victim)
+        )
         rows.extend(
-            row(ROLE_ATTACKER, cid, who, without_items, True) for cid, who in chosen.items()
+            row(ROLE_ATTACKER, cid, who, victim_entry, True) for cid, who in chosen.items()
         )
     return rows
 

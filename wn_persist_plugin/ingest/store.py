@@ -1,10 +1,11 @@
 """Writing involvement rows: idempotent batches, one transaction each.
 
-The same mail delivered again changes nothing, except that a mail stored without a value
-(no zkb block) gets its value, zkb block and a new `processed_at` from a later delivery
-that carries one; a stored value is replaced only by a repriced republication (R2Z2's
-`sequence_updated`, `InvolvementRow.repriced`), whose new `processed_at` marks its periods
-for re-aggregation.
+The same mail delivered again changes nothing, except that a mail stored without a
+zKillboard value (`value_source` `none`, or `esi_prices`: estimated from market prices)
+gets the value, zkb block, `value_source` `zkb` and a new `processed_at` from a later
+delivery that carries one; a zKillboard value is replaced only by a repriced
+republication (R2Z2's `sequence_updated`, `InvolvementRow.repriced`). The new
+`processed_at` marks the mail's periods for re-aggregation.
 
 `processed_at` (the change marker incremental aggregation reads) is stamped here, inside
 each write transaction, whatever the rows carry: rows that waited in a buffer or were
@@ -37,7 +38,7 @@ from peewee import (  # type: ignore[attr-defined]  # EXCEPTIONS: public, not in
 from ..db.connect import is_sqlite, write_transaction
 from ..db.dialect import stored_instant
 from ..db.fields import ISKField, UTCDateTimeField, json_dumps, to_isk
-from ..db.models import Involvement
+from ..db.models import VALUE_ZKB, Involvement
 from ..redact import first_line
 from .rows import COLUMNS, InvolvementRow
 
@@ -64,7 +65,7 @@ class WriteResult:
     """Rows that could not be written, with the database's reason."""
 
 
-_UPDATE_ON_CONFLICT = ("total_value", "zkb_data", "solo", "processed_at")
+_UPDATE_ON_CONFLICT = ("total_value", "zkb_data", "solo", "value_source", "processed_at")
 _PROCESSED_AT = Involvement.processed_at
 _FIELDS: list[Field] = [f for f in Involvement._meta.sorted_fields if f.name != "id"]
 """The columns written: the row's columns, then `processed_at` (the write's stamp)."""
@@ -107,22 +108,24 @@ def _converters(db: Database) -> list[Any]:
 
 
 def _statement(db: Database, values: str, repriced: bool = False) -> str:
-    """INSERT ... ON CONFLICT DO UPDATE (only filling a missing value; for `repriced`
-    rows, replacing a different one): the same text on SQLite and PostgreSQL apart from
-    the placeholders."""
+    """INSERT ... ON CONFLICT DO UPDATE (a zKillboard value replacing a missing or
+    estimated one; for `repriced` rows, also a different zKillboard value): the same text
+    on SQLite and PostgreSQL apart from the placeholders."""
     names = [f.column_name for f in _FIELDS]
     quoted = ", ".join(f'"{n}"' for n in names)
     target = ", ".join(f'"{f.column_name}"' for f in CONFLICT_TARGET)
     updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in _UPDATE_ON_CONFLICT)
     table = Involvement._meta.table_name
     stored = f'"{table}"."total_value"'
+    not_zkb = f'"{table}"."value_source" <> \'{VALUE_ZKB}\''
     if repriced:
         changed = "IS DISTINCT FROM" if not is_sqlite(db) else "IS NOT"
         condition = (
-            f'EXCLUDED."total_value" IS NOT NULL AND {stored} {changed} EXCLUDED."total_value"'
+            f'EXCLUDED."total_value" IS NOT NULL'
+            f' AND ({stored} {changed} EXCLUDED."total_value" OR {not_zkb})'
         )
     else:
-        condition = f'{stored} IS NULL AND EXCLUDED."total_value" IS NOT NULL'
+        condition = f'EXCLUDED."total_value" IS NOT NULL AND {not_zkb}'
     return (
         f'INSERT INTO "{table}" ({quoted}) VALUES {values} '
         f"ON CONFLICT ({target}) DO UPDATE SET {updates} WHERE {condition}"

@@ -302,6 +302,14 @@ def _zkb(raw: Mapping[str, Any]) -> Zkb:
     )
 
 
+def zkb_block(raw: Mapping[str, Any]) -> Zkb:
+    """A zkb block on its own (as zKillboard's APIs return it beside a killmail id);
+    raises ValueError or TypeError when it is unusable."""
+    if not isinstance(raw, Mapping):
+        raise TypeError(f"zkb is {type(raw).__name__}, not a mapping")
+    return _zkb(raw)
+
+
 def parse(envelope: Any) -> Killmail:
     """Validate any supported envelope and return the typed `Killmail`."""
     found = envelope if isinstance(envelope, Envelope) else unwrap(envelope)

@@ -1,8 +1,8 @@
 """A small client for the ESI endpoints enrichment and backfill use.
 
 Universe (`/universe/systems/{id}/`, `/universe/constellations/{id}/`,
-`/universe/regions/{id}/`), bulk names (`POST /universe/names/`, up to 1,000 ids a call)
-and killmails (`/killmails/{id}/{hash}/`).
+`/universe/regions/{id}/`), bulk names (`POST /universe/names/`, up to 1,000 ids a call),
+killmails (`/killmails/{id}/{hash}/`) and market prices (`/markets/prices/`).
 
 Requests go to ESI's root (no `/latest`) with `X-Compatibility-Date` (ESI versions by
 date). ESI's own limits are obeyed: the rate-limit groups' token buckets, by one shared
@@ -25,11 +25,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import requests
 from peewee import chunked
 
+from ..db.fields import to_id
 from ..errors import EsiError, EsiNotFound, EsiUnavailable
 from ..settings import EsiSettings
 from ..throttle import Throttle
@@ -56,6 +58,7 @@ SERVICE = "ESI"
 MAX_RATE_LIMITED = 20
 """A request answered 429 by its rate-limit group this many times in a row gives up."""
 COMPATIBILITY_HEADER = "X-Compatibility-Date"
+MARKET_PRICES_PATH = "/markets/prices/"
 _ROUTE_PARTS = re.compile(r"/(?:\d+|[0-9a-fA-F]{16,})(?=/|$)")
 
 
@@ -252,6 +255,33 @@ class EsiClient:
 
     def killmail(self, killmail_id: int, hash_: str) -> dict[str, Any]:
         return self.request("GET", f"/killmails/{int(killmail_id)}/{hash_}/")
+
+    def market_prices(self) -> dict[int, Decimal | None]:
+        """`GET /markets/prices/`: type id -> average price in ISK (None for a type ESI
+        lists without `average_price`). ESI answers one array of `{type_id,
+        average_price?, adjusted_price?}` for every type with a price, refreshed about
+        once an hour (the route is cached on ESI's side); `adjusted_price` is not used.
+        An answer not of that shape raises `EsiError`."""
+        answer = self.request("GET", MARKET_PRICES_PATH)
+        if not isinstance(answer, list):
+            raise EsiError(
+                f"{SERVICE}: GET {MARKET_PRICES_PATH}: expected an array, "
+                f"got {type(answer).__name__}"
+            )
+        prices: dict[int, Decimal | None] = {}
+        for entry in answer:
+            try:
+                type_id = to_id(entry["type_id"])
+                raw = entry.get("average_price")
+                price = None if raw is None else Decimal(str(raw))
+            except (TypeError, KeyError, ValueError, AttributeError, InvalidOperation):
+                raise EsiError(
+                    f"{SERVICE}: GET {MARKET_PRICES_PATH}: not a price entry: {entry!r:.80}"
+                ) from None
+            if price is not None and (not price.is_finite() or price < 0):
+                price = None  # nonsense is no price
+            prices[type_id] = price
+        return prices
 
     def names(self, ids: Iterable[int]) -> NamesResult:
         """Resolve ids in batches of 1,000. ESI answers 404 for a whole batch when one id

@@ -306,8 +306,11 @@ class Page:
 _ITEM_COLUMNS = (
     "k.killmail_id, k.kill_time, k.character_role, k.final_blow, k.solo, k.npc, "
     "k.solar_system_id, k.solar_system_name, k.region_id, k.region_name, k.ship_type_id, "
-    "k.ship_type_name, k.total_value, k.attacker_count, k.related_character_id"
+    "k.ship_type_name, k.total_value, k.attacker_count, k.related_character_id, "
+    "k.value_source"
 )
+_ITEM_WIDTH = 16
+"""Columns in `_ITEM_COLUMNS`."""
 
 
 def _named(entity_id: Any, name: Any) -> dict[str, Any] | None:
@@ -317,7 +320,7 @@ def _named(entity_id: Any, name: Any) -> dict[str, Any] | None:
 def killmail_item(row: tuple[Any, ...]) -> dict[str, Any]:
     """One involvement as a killmail page item (columns `_ITEM_COLUMNS`)."""
     (kid, when, role, fb, solo, npc, system, system_name, region, region_name, ship,
-     ship_name, value, attackers, _character) = row  # fmt: skip
+     ship_name, value, attackers, _character, value_source) = row  # fmt: skip
     return {
         "killmail_id": int(kid),
         "kill_time": as_datetime(when),
@@ -329,6 +332,7 @@ def killmail_item(row: tuple[Any, ...]) -> dict[str, Any]:
         "region": _named(region, region_name),
         "ship": _named(ship, ship_name),
         "total_value": None if value is None else to_isk(str(value)),
+        "value_source": value_source,
         "attacker_count": int(attackers),
         "zkillboard_url": ZKILLBOARD_KILL_URL.format(int(kid)),
     }
@@ -431,13 +435,13 @@ def killmail_detail(db: Database, killmail_id: int) -> dict[str, Any]:
     ).fetchall()
     if not rows:
         raise UnknownKillmail(killmail_id)
-    first = killmail_item(rows[0][:15])
+    first = killmail_item(rows[0][:_ITEM_WIDTH])
     victim: Any = None
     attackers: list[Any] = []
     credits = []
     for row in rows:
-        role, fb, cid, name = row[2], row[3], row[14], row[15]
-        victim_data, attacker_data, zkb = (_json(v) for v in row[16:19])
+        role, fb, cid, name = row[2], row[3], row[14], row[_ITEM_WIDTH]
+        victim_data, attacker_data, zkb = (_json(v) for v in row[_ITEM_WIDTH + 1 :])
         if role == ROLE_VICTIM or victim is None:
             victim = victim_data if (victim is None or role == ROLE_VICTIM) else victim
         if attacker_data is not None:

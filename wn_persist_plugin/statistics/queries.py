@@ -12,7 +12,7 @@ from typing import Any, cast
 from peewee import SQL, Database, fn
 
 from ..db.connect import is_sqlite
-from ..db.models import Involvement, KillmailStatistics, TrackedCharacter
+from ..db.models import VALUE_SOURCES, Involvement, KillmailStatistics, TrackedCharacter
 from ..errors import UnknownCharacter, UnknownPeriod
 from .aggregation import FIGURES, PERIODS
 
@@ -123,6 +123,38 @@ def leaderboard(
         .limit(max(top, 0))
     )
     return [_row(s) for s in query]
+
+
+def value_sources(
+    db: Database, character_id: int, start: dt.date, end: dt.date
+) -> dict[str, int]:
+    """How many of the character's mails in the days `start`..`end` (inclusive, UTC) have
+    each value source (`zkb`, `esi_prices`, `none`; every key present)."""
+    begin = dt.datetime.combine(start, dt.time(), dt.UTC)
+    until = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
+    query = (
+        Involvement.select(Involvement.value_source, fn.COUNT(Involvement.killmail_id.distinct()))
+        .where(
+            (Involvement.related_character_id == character_id)
+            & (Involvement.kill_time >= begin)
+            & (Involvement.kill_time < until)
+        )
+        .group_by(Involvement.value_source)
+        .tuples()
+    )
+    counts = dict.fromkeys(VALUE_SOURCES, 0)
+    for source, count in cast(Iterable[tuple[str, int]], query):
+        counts[str(source)] = counts.get(str(source), 0) + int(count)
+    return counts
+
+
+def value_sources_line(counts: dict[str, int]) -> str:
+    """`values: 12 from zKillboard, 3 estimated from market prices, 1 without a value`."""
+    return (
+        f"values: {counts.get('zkb', 0)} from zKillboard, "
+        f"{counts.get('esi_prices', 0)} estimated from market prices, "
+        f"{counts.get('none', 0)} without a value"
+    )
 
 
 # --- presentation ----------------------------------------------------------------------
