@@ -454,3 +454,30 @@ def test_a_pool_too_small_for_the_verification_thread_is_refused():
             environ={"POSTGRES_POOL_SIZE": "2", "PERSISTENCE_VERIFY_SCHEDULE": "0 3 * * *"},
             dotenv=Path("/nonexistent/.env"),
         )
+
+
+def test_a_verify_tick_runs_in_its_own_thread_and_skips_while_busy(db, db_url):
+    settings = load_settings(
+        environ={"DATABASE_URL": db_url, "PERSISTENCE_VERIFY_SCHEDULE": "0 3 * * *"},
+        dotenv=Path("/nonexistent/.env"),
+    )
+    release = threading.Event()
+    calls: list[tuple[Any, str]] = []
+
+    def job(db: Any, tick: Any, should_stop: Any) -> str:
+        calls.append((tick, threading.current_thread().name))
+        release.wait(20)
+        return "done"
+
+    now = dt.datetime(2026, 12, 1, 3, 0, 0, tzinfo=UTC)
+    scheduler = Scheduler(settings, db, clock=lambda: now, verify_job=job)
+    scheduler.verify_next_fire = now
+    scheduler._fire_verify()
+    assert scheduler.verifying  # the statistics thread is free meanwhile
+    scheduler.verify_next_fire = now
+    scheduler._fire_verify()  # a tick that finds it still running: skipped
+    release.set()
+    scheduler._verify_thread.join(20)
+    assert calls == [(now, "wn-persist-verify")]
+    assert scheduler.last_verify_result == "done" and scheduler.verify_runs == 1
+    assert scheduler.verify_next_fire == dt.datetime(2026, 12, 2, 3, 0, tzinfo=UTC)

@@ -509,8 +509,12 @@ def _check_line(name: str, check: vf.CharacterCheck, repair: bool) -> str:
     "--character", "characters", type=CHARACTER_ID, multiple=True, metavar="ID",
     help="Check this character (repeatable; default: every tracked character).",
 )  # fmt: skip
-@click.option("--from", "start", type=DAY, required=True, help="First day (YYYY-MM-DD, UTC).")
-@click.option("--to", "end", type=DAY, required=True, help="Last day (YYYY-MM-DD, UTC).")
+@click.option(
+    "--from", "start", type=DAY, required=True, metavar="DAY", help="First day (YYYY-MM-DD, UTC)."
+)
+@click.option(
+    "--to", "end", type=DAY, required=True, metavar="DAY", help="Last day (YYYY-MM-DD, UTC)."
+)
 @click.option("--repair", is_flag=True, help="Store the missing mails and re-aggregate.")
 @pass_app
 def verify(
