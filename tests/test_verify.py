@@ -481,3 +481,17 @@ def test_a_verify_tick_runs_in_its_own_thread_and_skips_while_busy(db, db_url):
     assert calls == [(now, "wn-persist-verify")]
     assert scheduler.last_verify_result == "done" and scheduler.verify_runs == 1
     assert scheduler.verify_next_fire == dt.datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
+
+
+def test_unpriced_mails_and_their_zkb_values_are_collected(db, year_mails, busiest):
+    pilot = busiest[0]
+    mine = [e for e in year_mails if pilot in people(e)]
+    bare = [{**e, "zkb": None} for e in mine[:3]]  # stored without a value (EVE Ref, ESI)
+    store_envelopes(db, [*bare, *mine[3:]], {pilot})
+    with FakeZkillboardApi(year_mails, interval=0) as api:
+        report = vf.verify(db, [pilot], YEAR_START, YEAR_END, client_for(api))
+        assert report.ok and report.total.unpriced == 3 and report.zkb_values == 3
+        listed = {e.killmail_id: e for e in client_for(api).killmails(pilot, YEAR_START, YEAR_END)}
+    values = vf.collect_zkb_values(db, pilot, listed)
+    assert values == {e["killmail_id"]: {**e["zkb"]} for e in mine[:3]}
+    assert all(v["totalValue"] > 0 for v in values.values())

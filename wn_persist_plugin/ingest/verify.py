@@ -25,7 +25,7 @@ from ESI (`backfill.fetch_killmail`, paced by ESI's rate limits). Each character
 are written before the next character is asked for, so an interrupted repair keeps what
 it wrote and a second run finds only what is left. The periods of the repaired mails are
 then re-aggregated (`aggregate(since=earliest day)`). zKillboard's zkb blocks of stored
-mails without a value are collected for `apply_zkb_values`.
+mails without a value are collected by `collect_zkb_values`, the pricing code's call site.
 """
 
 from __future__ import annotations
@@ -175,13 +175,30 @@ def _stored_among(character_id: int, ids: Iterable[int]) -> set[int]:
 # ---- zKillboard's values for stored mails without one ------------------------------------
 
 
-def apply_zkb_values(db: Database, values: Mapping[int, Mapping[str, Any]]) -> int:
-    """THE PRICING CALL SITE. `values`: zKillboard's raw zkb blocks, by killmail id, of
-    stored mails whose `total_value` is NULL (collected by `verify`). Applying them to the
-    stored mails is the pricing module's work (`enrichment.pricing.apply_zkb_values`,
-    same signature); until it is called from here, nothing is written and this returns
-    0 (mails changed)."""
-    return 0
+def collect_zkb_values(
+    db: Database, character_id: int, listed: Mapping[int, ZkillEntry]
+) -> dict[int, Mapping[str, Any]]:
+    """THE PRICING CALL SITE: zKillboard's raw zkb blocks, `{killmail_id: zkb}`, of the
+    character's stored mails that zKillboard lists and that have no value
+    (`total_value` NULL). Applying them to the stored mails is the pricing code's work
+    (`apply_zkb_values(db, values)`); it is not called here yet, so this only collects
+    and returns them."""
+    I = Involvement  # noqa: E741
+    values: dict[int, Mapping[str, Any]] = {}
+    for chunk in chunked(sorted(listed), IN_CHUNK):
+        query = (
+            I.select(I.killmail_id)
+            .where(
+                (I.related_character_id == character_id)
+                & I.killmail_id.in_(chunk)
+                & I.total_value.is_null()
+            )
+            .distinct()
+            .tuples()
+        )
+        for (killmail_id,) in cast(Iterable[tuple[int]], query):
+            values[int(killmail_id)] = listed[int(killmail_id)].zkb
+    return values
 
 
 # ---- the run ----------------------------------------------------------------------------
@@ -239,15 +256,13 @@ class _Verifier:
         check.extra = sum(
             1 for i, (when, _) in stored.items() if i not in listed and when <= fresh_after
         )
-        unpriced = [i for i, (_, no_value) in stored.items() if no_value]
-        check.unpriced = len(unpriced)
-        zkb = {i: listed[i].zkb for i in unpriced if i in listed}
-        if zkb:
-            with connected(self.db):
-                apply_zkb_values(self.db, zkb)
-            self.report.zkb_values += len(zkb)
+        check.unpriced = sum(1 for _, no_value in stored.values() if no_value)
         if missing and self.runner is not None:
             self.repair(check, missing)
+        if check.unpriced:
+            with connected(self.db):
+                values = collect_zkb_values(self.db, character_id, listed)
+            self.report.zkb_values += len(values)
         return check
 
     def repair(self, check: CharacterCheck, missing: Sequence[ZkillEntry]) -> None:
@@ -333,6 +348,7 @@ def verify(
     characters done (their repairs are stored). `on_character` is called after each."""
     if end < start:
         raise InvalidParameter("to", f"{end} is before {start}")
+    characters = [int(c) for c in characters]
     now = now or dt.datetime.now(dt.UTC)
     with connected(db):
         boundary = aggregation.frozen_before(db)
@@ -350,7 +366,7 @@ def verify(
                 report.stopped = "stopped before the end; run again to finish"
                 break
             try:
-                check = verifier.character(int(character_id))
+                check = verifier.character(character_id)
             except SourceError as exc:
                 report.stopped = f"{first_line(exc)}; run again to finish"
                 break
