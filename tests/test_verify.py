@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from fakes.zkillboard_api import FakeZkillboardApi, derived
 from fakes_esi import *  # noqa: F403 - the fake ESI's fixtures
 from prometheus_client import generate_latest
-from reference_stats import database_statistics, store_envelopes
+from reference_stats import database_statistics
 
 from wn_persist_plugin.api.metrics import make_registry
 from wn_persist_plugin.cli import main
@@ -31,6 +31,8 @@ from wn_persist_plugin.db.models import (
 )
 from wn_persist_plugin.errors import SourceError
 from wn_persist_plugin.ingest import verify as vf
+from wn_persist_plugin.ingest.backfill import Backfill, Item
+from wn_persist_plugin.ingest.tracked import TrackedSet
 from wn_persist_plugin.settings import load_settings
 from wn_persist_plugin.sources.http import user_agent
 from wn_persist_plugin.sources.zkill_api import ZkillApiClient, months_between, page_path
@@ -99,10 +101,19 @@ def track(ids: list[int]) -> None:
     ).execute()
 
 
+def ingest(db, mails, tracked) -> None:
+    """Store `mails` for `tracked` through the ingest path (as the live feed would)."""
+    runner = Backfill(db, TrackedSet.of_ids(tracked))
+    for mail in mails:
+        runner.feed(Item("test", str(mail["killmail_id"]), mail))
+    runner.flush()
+    assert runner.summary.problems == []
+
+
 def make_holes(db, mails, tracked) -> tuple[dict[int, set[int]], dict[str, Any]]:
     """Store `mails` for `tracked`, aggregate, then delete some involvements (the holes,
     per character) and return them with the statistics before the holes."""
-    store_envelopes(db, mails, set(tracked))
+    ingest(db, mails, tracked)
     aggregate(db)
     before = database_statistics(KillmailStatistics)
     holes: dict[int, set[int]] = defaultdict(set)
@@ -228,7 +239,7 @@ def test_pages_of_200_newest_first_until_a_short_page(db, real_envelopes):
         api.requests.clear()
         late = list(client.killmails(pilot, dt.date(2026, 1, 25), dt.date(2026, 1, 31)))
         assert len(api.paths()) == 2 and len(late) == 400
-        store_envelopes(db, mails[::2], {pilot})
+        ingest(db, mails[::2], {pilot})
         report = vf.verify(db, [pilot], dt.date(2026, 1, 1), dt.date(2026, 1, 31), client_for(api))
         [check] = report.characters
         assert (check.on_zkillboard, check.stored, check.missing, check.extra) == (450, 225, 225, 0)
@@ -251,7 +262,7 @@ def test_the_rate_limit_is_kept_without_a_429(year_mails, busiest):
 
 def test_a_429_is_waited_out_for_its_retry_after(db, year_mails, busiest):
     time = VirtualTime()
-    store_envelopes(db, year_mails, {busiest[0]})
+    ingest(db, year_mails, {busiest[0]})
     with FakeZkillboardApi(year_mails, interval=0) as api:
         api.rate_limit_once(7)
         client = client_for(api, time)
@@ -356,7 +367,7 @@ def test_cli_verify_and_repair(
     mine = [e for e in december if pilot in people(e)]
     assert len(mine) >= 3
     track([pilot])
-    store_envelopes(db, [e for e in december if e not in mine[:2]], {pilot})
+    ingest(db, [e for e in december if e not in mine[:2]], {pilot})
     missing = 2
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", db_url)
@@ -400,7 +411,7 @@ def test_scheduled_verify_once_per_tick_with_metrics(db, db_url, real_envelopes,
         for i in range(6)
     ]
     track([pilot])
-    store_envelopes(db, mails[2:], {pilot})
+    ingest(db, mails[2:], {pilot})
     with FakeZkillboardApi(mails) as api:
         settings = load_settings(
             environ={
@@ -487,7 +498,7 @@ def test_unpriced_mails_and_their_zkb_values_are_collected(db, year_mails, busie
     pilot = busiest[0]
     mine = [e for e in year_mails if pilot in people(e)]
     bare = [{**e, "zkb": None} for e in mine[:3]]  # stored without a value (EVE Ref, ESI)
-    store_envelopes(db, [*bare, *mine[3:]], {pilot})
+    ingest(db, [*bare, *mine[3:]], {pilot})
     with FakeZkillboardApi(year_mails, interval=0) as api:
         report = vf.verify(db, [pilot], YEAR_START, YEAR_END, client_for(api))
         assert report.ok and report.total.unpriced == 3 and report.zkb_values == 3

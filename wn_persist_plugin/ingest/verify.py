@@ -131,7 +131,7 @@ def _month_window(start: dt.date, end: dt.date) -> tuple[dt.date, dt.date]:
 
 
 def _stored_in_window(
-    character_id: int, first: dt.date, last: dt.date
+    db: Database, character_id: int, first: dt.date, last: dt.date
 ) -> dict[int, tuple[dt.datetime, bool]]:
     """The character's stored mails in `first..last`: id -> (kill time, without value)."""
     I = Involvement  # noqa: E741 - the model's usual short name
@@ -150,14 +150,15 @@ def _stored_in_window(
         .tuples()
     )
     out: dict[int, tuple[dt.datetime, bool]] = {}
-    for killmail_id, kill_time, unpriced in cast(Iterable[tuple[int, Any, int]], query):
+    rows = cast(Iterable[tuple[int, Any, int]], query.execute(db))
+    for killmail_id, kill_time, unpriced in rows:
         when = I.kill_time.python_value(kill_time)
         if isinstance(when, dt.datetime):
             out[int(killmail_id)] = (when, bool(unpriced))
     return out
 
 
-def _stored_among(character_id: int, ids: Iterable[int]) -> set[int]:
+def _stored_among(db: Database, character_id: int, ids: Iterable[int]) -> set[int]:
     """Which of `ids` are stored for the character (at any time)."""
     I = Involvement  # noqa: E741
     found: set[int] = set()
@@ -168,7 +169,7 @@ def _stored_among(character_id: int, ids: Iterable[int]) -> set[int]:
             .distinct()
             .tuples()
         )
-        found.update(int(kid) for (kid,) in cast(Iterable[tuple[int]], query))
+        found.update(int(kid) for (kid,) in cast(Iterable[tuple[int]], query.execute(db)))
     return found
 
 
@@ -196,7 +197,7 @@ def collect_zkb_values(
             .distinct()
             .tuples()
         )
-        for (killmail_id,) in cast(Iterable[tuple[int]], query):
+        for (killmail_id,) in cast(Iterable[tuple[int]], query.execute(db)):
             values[int(killmail_id)] = listed[int(killmail_id)].zkb
     return values
 
@@ -246,8 +247,8 @@ class _Verifier:
             if self.boundary is not None:
                 first = max(first, self.boundary)  # nothing older is kept
         with connected(self.db):
-            stored = _stored_in_window(character_id, first, last)
-            known = _stored_among(character_id, listed)
+            stored = _stored_in_window(self.db, character_id, first, last)
+            known = _stored_among(self.db, character_id, listed)
         missing = [listed[i] for i in sorted(listed) if i not in known]
         fresh_after = self.now - FRESH
         check.on_zkillboard = len(listed)
@@ -305,7 +306,9 @@ class _Verifier:
         finally:
             runner.flush()  # whatever was fed is written, even when ESI stopped the run
             with connected(self.db):
-                stored = _stored_among(check.character_id, (e.killmail_id for e in missing))
+                stored = _stored_among(
+                    self.db, check.character_id, (e.killmail_id for e in missing)
+                )
             check.missing -= outside
             check.on_zkillboard -= outside
             check.repaired = len(stored)
@@ -395,7 +398,7 @@ def start_run(db: Database, start: dt.date, end: dt.date, *, scheduled: bool) ->
         return int(
             VerifyRun.insert(
                 started_at=dt.datetime.now(dt.UTC), scheduled=scheduled, from_day=start, to_day=end
-            ).execute()
+            ).execute(db)
         )
 
 
@@ -419,7 +422,7 @@ def finish_run(
         if error is None and report.stopped is not None:
             values["error"] = report.stopped
     with connected(db):
-        VerifyRun.update(**values).where(VerifyRun.id == run_id).execute()
+        VerifyRun.update(**values).where(VerifyRun.id == run_id).execute(db)
 
 
 def record(db: Database, report: VerifyReport, *, scheduled: bool = False) -> None:
@@ -429,17 +432,18 @@ def record(db: Database, report: VerifyReport, *, scheduled: bool = False) -> No
 
 def last_verify_run(db: Database) -> VerifyRun | None:
     """The latest run that went through (no error), any process; None before the first."""
-    return (
+    query = (
         VerifyRun.select()
         .where(VerifyRun.finished_at.is_null(False) & VerifyRun.error.is_null())
         .order_by(VerifyRun.finished_at.desc(), VerifyRun.id.desc())
-        .first()
+        .limit(1)
     )
+    return next(iter(query.execute(db)), None)
 
 
 def _scheduled_since(db: Database, tick: dt.datetime) -> bool:
     """A scheduled run has started at or after `tick` (by any process)."""
-    latest = VerifyRun.select(fn.MAX(VerifyRun.started_at)).where(VerifyRun.scheduled).scalar()
+    latest = VerifyRun.select(fn.MAX(VerifyRun.started_at)).where(VerifyRun.scheduled).scalar(db)
     when = VerifyRun.started_at.python_value(latest) if latest is not None else None
     return isinstance(when, dt.datetime) and when >= tick
 
