@@ -346,7 +346,7 @@ def verify(
     """Compare each character's stored mails of `start..end` (UTC days, inclusive) with
     zKillboard's; with `repair`, store the missing ones and re-aggregate their periods.
 
-    A source failing (zKillboard or ESI unavailable, an `{"error"}` answer) or
+    A source failing (zKillboard or ESI unavailable, an `{"error"}` answer), Ctrl-C or
     `should_stop()` ends the run early: the report says so in `stopped` and holds the
     characters done (their repairs are stored). `on_character` is called after each."""
     if end < start:
@@ -372,6 +372,9 @@ def verify(
                 check = verifier.character(character_id)
             except SourceError as exc:
                 report.stopped = f"{first_line(exc)}; run again to finish"
+                break
+            except KeyboardInterrupt:
+                report.stopped = "interrupted; run again to finish"
                 break
             report.characters.append(check)
             if on_character is not None:
