@@ -506,3 +506,23 @@ def test_unpriced_mails_and_their_zkb_values_are_collected(db, year_mails, busie
     values = vf.collect_zkb_values(db, pilot, listed)
     assert values == {e["killmail_id"]: {**e["zkb"]} for e in mine[:3]}
     assert all(v["totalValue"] > 0 for v in values.values())
+
+
+def test_reinforced_mode_and_a_blocked_address_are_unavailable(year_mails, busiest):
+    from wn_persist_plugin.errors import SourceUnavailable
+
+    time = VirtualTime()
+    with FakeZkillboardApi(year_mails, interval=0) as api:
+        api.reinforced = True
+        client = client_for(api, time)
+        with pytest.raises(SourceUnavailable, match=r"HTTP 503 \(503 Reinforced mode.*4 tries"):
+            client.page(busiest[0], 2014, 12)
+        assert [r.status for r in api.requests] == [503] * 4 and time.waits == [2.0, 4.0, 8.0]
+        api.reinforced = False
+        refused = ZkillApiClient(f"{api.root}/nonsense", sleep=time.sleep, clock=time.clock)
+        for _ in range(40):
+            with pytest.raises(SourceError, match="nonsense is an invalid parameter"):
+                refused.page(busiest[0], 2014, 12)
+        with pytest.raises(SourceUnavailable, match="/api/blocked.json"):
+            refused.page(busiest[0], 2014, 12)  # the 41st refusal is a redirect
+        assert client.page(busiest[0], 2014, 12)  # zKillboard redirects refusals only
