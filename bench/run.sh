@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
-for bench in bench_hook bench_writer bench_host bench_backfill bench_aggregate; do
+for bench in bench_hook bench_writer bench_host bench_backfill bench_aggregate bench_verify; do
   echo "=== $bench"
   "$py" "bench/$bench.py"
 done

@@ -3,8 +3,8 @@
 `SETTINGS` declares every variable once (name, where its value lives on `Settings`, how
 it is parsed and checked, default, help, whether it is secret); `load_settings()` reads
 the raw values, parses each through its entry and builds the frozen `Settings` with its
-grouped sub-objects (`writer`, `esi`, `feed`, `map`, `host`, `http`, `reports`). Nothing else in the
-package reads the environment or parses a setting.
+grouped sub-objects (`writer`, `esi`, `feed`, `map`, `host`, `http`, `reports`,
+`verify`). Nothing else in the package reads the environment or parses a setting.
 
 Precedence, highest first: values a host passes to `on_startup(config)`, the process
 environment, the `.env` file in the current directory, the defaults in the table. An
@@ -57,6 +57,7 @@ DEFAULT_EVEREF_BASE_URL = "https://data.everef.net"
 DEFAULT_SDE_BASE_URL = "https://www.fuzzwork.co.uk/dump/latest"
 DEFAULT_ZKILL_HISTORY_URL = "https://r2z2.zkillboard.com/history"
 DEFAULT_R2Z2_BASE_URL = "https://r2z2.zkillboard.com"
+DEFAULT_ZKILLBOARD_API_URL = "https://zkillboard.com/api"
 MAX_R2Z2_REQUESTS_PER_SECOND = 20
 """zKillboard allows 20 requests a second per IP address."""
 DEFAULT_SERVE_PORT = 8080
@@ -589,6 +590,22 @@ SETTINGS: tuple[Setting, ...] = (
         "5-field cron expression (UTC) for posting the weekly report of the last complete "
         "week; unset: no scheduled report",
     ),
+    # verification against zKillboard
+    Setting(
+        "ZKILLBOARD_API_URL", "verify.api_url", HttpUrl(), DEFAULT_ZKILLBOARD_API_URL,
+        "zKillboard's API root for `verify` (`/characterID/{id}/year/{Y}/month/{M}/page/{n}/`; "
+        "at most one request a second)",
+    ),
+    Setting(
+        "PERSISTENCE_VERIFY_SCHEDULE", "verify.schedule", Cron(), None,
+        "5-field cron expression (UTC) for checking the last `PERSISTENCE_VERIFY_DAYS` "
+        "days of every tracked character against zKillboard and repairing what is "
+        "missing; unset: no scheduled verification",
+    ),
+    Setting(
+        "PERSISTENCE_VERIFY_DAYS", "verify.days", Integer(1, 366), 7,
+        "days (today included) the scheduled verification checks",
+    ),
 )  # fmt: skip
 
 SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
@@ -730,6 +747,19 @@ class ReportSettings:
         return _masked_repr(self, "reports")
 
 
+@dataclass(frozen=True, repr=False)
+class VerifySettings:
+    """Checking the store against zKillboard's API (`settings.verify`)."""
+
+    api_url: str = _default("ZKILLBOARD_API_URL")
+    schedule: str | None = _default("PERSISTENCE_VERIFY_SCHEDULE")
+    """None: no scheduled verification."""
+    days: int = _default("PERSISTENCE_VERIFY_DAYS")
+
+    def __repr__(self) -> str:
+        return _masked_repr(self, "verify")
+
+
 GROUPS: Mapping[str, type] = {
     "writer": WriterSettings,
     "esi": EsiSettings,
@@ -738,6 +768,7 @@ GROUPS: Mapping[str, type] = {
     "host": HostSettings,
     "http": HttpSettings,
     "reports": ReportSettings,
+    "verify": VerifySettings,
 }
 """Settings' sub-objects, by attribute name (the prefix of `Setting.attribute`)."""
 
@@ -764,6 +795,7 @@ class Settings:
     host: HostSettings = field(default_factory=HostSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     reports: ReportSettings = field(default_factory=ReportSettings)
+    verify: VerifySettings = field(default_factory=VerifySettings)
 
     @property
     def masked_database_url(self) -> str:
@@ -829,6 +861,21 @@ def _check_map(parsed: Mapping[str, Any]) -> None:
             raise ConfigError(name, f"is not set ({', '.join(given)} set: the map needs all three)")
 
 
+VERIFY_POOL_SIZE = MIN_POOL_SIZE + 1
+"""A scheduled verification runs in a thread of its own: one connection more."""
+
+
+def _check_pool(parsed: Mapping[str, Any]) -> None:
+    size = parsed["POSTGRES_POOL_SIZE"]
+    if parsed["PERSISTENCE_VERIFY_SCHEDULE"] is not None and size is not None:
+        if size < VERIFY_POOL_SIZE:
+            raise ConfigError(
+                "POSTGRES_POOL_SIZE",
+                f"{size} is too small with PERSISTENCE_VERIFY_SCHEDULE set (at least "
+                f"{VERIFY_POOL_SIZE}: the verification runs in a thread of its own)",
+            )
+
+
 def load_settings(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -841,6 +888,7 @@ def load_settings(
     values = _raw_values(overrides, environ, dotenv)
     parsed = {s.name: _parse(s, values.get(s.name)) for s in SETTINGS}
     _check_map(parsed)
+    _check_pool(parsed)
 
     if parsed["DATABASE_URL"] is not None:
         database_url = parsed["DATABASE_URL"]

@@ -4,8 +4,8 @@
   written; the writer queue depth) come from a `PipelineStats` provider at scrape time:
   `register_pipeline_metrics(registry, provider)`. A foreign host that runs the plugin
   calls the same function with its own registry.
-- Database figures (rows per table, size, last aggregation per period type) are read at
-  scrape time by `DatabaseCollector`.
+- Database figures (rows per table, size, last aggregation per period type, the last
+  verification against zKillboard) are read at scrape time by `DatabaseCollector`.
 - `HttpMetrics` times requests by route template, method and status.
 No metric has a per-character label.
 """
@@ -26,8 +26,9 @@ from prometheus_client.registry import Collector
 
 from .. import __version__
 from ..db.connect import connected, database_size
-from ..db.models import ALL_MODELS
+from ..db.models import ALL_MODELS, VerifyRun
 from ..db.status import late_dropped_total
+from ..ingest.verify import last_verify_run
 from ..redact import first_line
 from .readiness import last_aggregations
 
@@ -145,6 +146,7 @@ class DatabaseCollector(Collector):
             marks = last_aggregations(db) if "statistics_watermarks" in tables else {}
             skipped = rows_of(db, "skipped_sequences") if "skipped_sequences" in tables else None
             late = late_dropped_total(db)
+            verified = last_verify_run(db) if "verify_runs" in tables else None
         yield rows
         if skipped is not None:
             yield GaugeMetricFamily(
@@ -179,6 +181,28 @@ class DatabaseCollector(Collector):
                 took.add_metric([period], float(mark["seconds"]))
         yield when
         yield took
+        if verified is not None:
+            yield from _verify_metrics(verified)
+
+
+VERIFY_GAUGES = {
+    "missing": "Mails zKillboard lists that were still not stored after the last verification.",
+    "extra": "Stored mails zKillboard did not list in the last verification.",
+    "unpriced": "Stored mails without a value in the last verification's range.",
+    "repaired": "Missing mails the last verification stored.",
+}
+
+
+def _verify_metrics(run: VerifyRun) -> Iterator[Metric]:
+    """The last verification against zKillboard that went through (`verify_runs`)."""
+    for field, doc in VERIFY_GAUGES.items():
+        yield GaugeMetricFamily(f"{PREFIX}_verify_{field}", doc, value=getattr(run, field))
+    if run.finished_at is not None:
+        yield GaugeMetricFamily(
+            f"{PREFIX}_verify_last_run_timestamp_seconds",
+            "End of the last verification against zKillboard (Unix time).",
+            value=run.finished_at.timestamp(),
+        )
 
 
 class HttpMetrics:

@@ -23,10 +23,13 @@ from ..enrichment.fill import enrich as enrich_stored
 from ..errors import ConfigError, JobBusy
 from ..host.runner import Host
 from ..ingest import backfill as bf
+from ..ingest import verify as vf
+from ..ingest.tracked import load_tracked
 from ..redact import first_line
 from ..settings import Settings, load_settings, parse_eve_id
 from ..sources.esi import EsiClient
 from ..sources.everef import EveRefClient
+from ..sources.zkill_api import FIRST_YEAR, ZkillApiClient
 from ..sources.zkill_history import ZkillHistoryClient
 from ..statistics import queries as sq
 from ..statistics.aggregation import aggregate as run_aggregate
@@ -497,6 +500,94 @@ def backfill(
 
 
 # --- end of universe, enrichment and backfill commands -----------------------------------
+
+
+# --- `wn-persist verify`: the store against zKillboard ---------------------------------------
+
+DAY = click.DateTime(formats=["%Y-%m-%d"])
+
+
+def _check_line(name: str, check: vf.CharacterCheck, repair: bool) -> str:
+    line = (
+        f"{name:<12}  on zKillboard {check.on_zkillboard:>6}  stored {check.stored:>6}  "
+        f"missing {check.missing:>5}  extra {check.extra:>5}  unpriced {check.unpriced:>5}"
+    )
+    if repair:
+        line += f"  repaired {check.repaired:>5}"
+    if check.whole_months:
+        line += "  (whole months: no kill times)"
+    return line
+
+
+@main.command()
+@click.option(
+    "--character", "characters", type=CHARACTER_ID, multiple=True, metavar="ID",
+    help="Check this character (repeatable; default: every tracked character).",
+)  # fmt: skip
+@click.option(
+    "--from", "start", type=DAY, required=True, metavar="DAY", help="First day (YYYY-MM-DD, UTC)."
+)
+@click.option(
+    "--to", "end", type=DAY, required=True, metavar="DAY", help="Last day (YYYY-MM-DD, UTC)."
+)
+@click.option("--repair", is_flag=True, help="Store the missing mails and re-aggregate.")
+@pass_app
+def verify(
+    app: AppContext,
+    characters: tuple[int, ...],
+    start: dt.datetime,
+    end: dt.datetime,
+    repair: bool,
+) -> None:
+    """Compare the stored killmails of FROM..TO with zKillboard's, character by
+    character (zKillboard's API, one request a second). Prints what zKillboard lists, what
+    is stored, missing, extra and without a value; --repair stores the missing ones through
+    the ingest path (bodies from zKillboard, else ESI) and re-aggregates their periods.
+    Exit 1 when mails are (still) missing."""
+    first, last = start.date(), end.date()
+    if last < first:
+        raise click.BadParameter(f"{last} is before --from {first}", param_hint="--to")
+    if first.year < FIRST_YEAR:
+        raise click.BadParameter(f"zKillboard starts in {FIRST_YEAR}", param_hint="--from")
+    if last > dt.datetime.now(dt.UTC).date():
+        raise click.BadParameter(f"{last} is in the future", param_hint="--to")
+    settings = app.settings
+    db = app.db
+    ids = list(dict.fromkeys(characters))
+    if not ids:
+        with db.connection_context():
+            ids = sorted(load_tracked(db).ids)
+        if not ids:
+            fail("no tracked characters in the database; pass --character ID")
+    client = ZkillApiClient(settings.verify.api_url, contact=settings.user_agent_contact)
+    report = vf.verify(
+        db,
+        ids,
+        first,
+        last,
+        client,
+        repair=repair,
+        esi=_esi_client(app) if repair else None,
+        on_character=lambda check: click.echo(_check_line(str(check.character_id), check, repair)),
+    )
+    vf.record(db, report)
+    if report.start != first:
+        click.echo(f"from {report.start}: older mails were removed by retention")
+    if report.characters and report.stopped is None:
+        click.echo(_check_line("total", report.total, repair))
+    if report.zkb_values:
+        click.echo(f"values: {report.zkb_values} stored mails took zKillboard's value")
+    for problem in report.problems[:100]:
+        click.echo(f"not stored: {problem}", err=True)
+    if report.statistics:
+        click.echo(f"statistics: {report.statistics}")
+    if report.stopped is not None:
+        fail(report.stopped, code=1)
+    if not report.ok:
+        sys.exit(1)
+
+
+# --- end of `wn-persist verify` ---------------------------------------------------------------
 
 
 # --- `wn-persist run`: the standalone host (host.py) --------------------------------------

@@ -294,6 +294,30 @@ class ReportSent(BaseModel):
         primary_key = CompositeKey("period_type", "period_start")
 
 
+class VerifyRun(BaseModel):
+    """One verification against zKillboard (`ingest.verify`): its range and counts.
+    `missing` counts what was still missing when the run ended (after its repair);
+    `finished_at` is None while it runs (or when it died)."""
+
+    id = BigAutoField()
+    started_at = UTCDateTimeField(index=True)
+    finished_at = UTCDateTimeField(null=True)
+    scheduled = BooleanField(default=False)
+    from_day = DateField()
+    to_day = DateField()
+    characters = IntegerField(default=0)
+    on_zkillboard = IntegerField(default=0)
+    stored = IntegerField(default=0)
+    missing = IntegerField(default=0)
+    extra = IntegerField(default=0)
+    unpriced = IntegerField(default=0)
+    repaired = IntegerField(default=0)
+    error = TextField(null=True)
+
+    class Meta:
+        table_name = "verify_runs"
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     TrackedCharacter,
     Involvement,
@@ -306,4 +330,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     SkippedSequence,
     ReportSent,
     MarketPrice,
+    VerifyRun,
 )

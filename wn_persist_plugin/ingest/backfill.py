@@ -393,7 +393,7 @@ ESI_UNKNOWN_MAIL = 422
 killmail_hash"), besides 404."""
 
 
-def _fetch(esi: EsiClient, killmail_id: int, hash_: str) -> tuple[int, str, Any]:
+def fetch_killmail(esi: EsiClient, killmail_id: int, hash_: str) -> tuple[int, str, Any]:
     """One mail body from ESI; None when ESI does not know the id/hash pair. ESI down or
     refusing otherwise raises (`EsiUnavailable`, `EsiError`)."""
     try:
@@ -598,7 +598,7 @@ class _DayFetch:
         for begin in range(0, len(pairs), ZKILL_CHUNK):
             chunk = pairs[begin : begin + ZKILL_CHUNK]
             try:
-                fetched = list(self.pool.map(lambda p: _fetch(self.esi, *p), chunk))
+                fetched = list(self.pool.map(lambda p: fetch_killmail(self.esi, *p), chunk))
             except SourceError as exc:  # ESI down (EsiUnavailable) or refusing
                 summary.stopped = f"{exc}; run again to resume"
                 runner.flush()

@@ -11,6 +11,13 @@ With `PERSISTENCE_REPORT_SCHEDULE` set, the same thread also posts the weekly Di
 report on that cron (`reports.job.run_scheduled_report`: once per period, its own lock).
 A failed post is logged and tried again at the next report time; it never delays or stops
 the statistics job beyond the post itself.
+
+With `PERSISTENCE_VERIFY_SCHEDULE` set, the thread also starts the verification against
+zKillboard on that cron (`ingest.verify.run_scheduled_verify`: once per tick across
+processes, its own lock). At one request a second it may take a while, so it runs in a
+thread of its own and never holds up the statistics job; a tick that finds the previous
+verification still running is skipped. A failure is logged in one line and the next
+tick tries again.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import schedule
 from croniter import croniter
@@ -28,16 +36,21 @@ from peewee import Database
 
 from ..db.joblock import STATISTICS_JOB, job_lock
 from ..errors import JobBusy
+from ..ingest.verify import run_scheduled_verify
 from ..redact import first_line
 from ..reports.discord import mask_webhook
 from ..reports.job import run_scheduled_report
 from ..settings import Settings
+from ..sources.esi import EsiClient
+from ..sources.zkill_api import ZkillApiClient
 from .aggregation import AggregateResult, aggregate, last_run_started
 from .retention import PruneResult, prune
 
 log = logging.getLogger(__name__)
 
 Step = Callable[[Database], object]
+VerifyJob = Callable[[Database, "dt.datetime | None", Callable[[], bool]], str]
+"""The verification job: (database, tick, should_stop) -> one-line result."""
 ONE_SECOND = dt.timedelta(seconds=1)
 Clock = Callable[[], dt.datetime]
 
@@ -61,6 +74,22 @@ class JobReport:
         return self.error is None
 
 
+def _default_verify_job(settings: Settings) -> VerifyJob:
+    """`run_scheduled_verify` with clients made on first use (kept for later runs)."""
+    clients: list[Any] = []
+
+    def job(db: Database, tick: dt.datetime | None, should_stop: Callable[[], bool]) -> str:
+        if not clients:
+            contact = settings.user_agent_contact
+            clients.append(ZkillApiClient(settings.verify.api_url, contact=contact))
+            clients.append(EsiClient(settings.esi, contact=contact))
+        return run_scheduled_verify(
+            db, settings, client=clients[0], esi=clients[1], tick=tick, should_stop=should_stop
+        )
+
+    return job
+
+
 class Scheduler:
     """Runs the statistics job on the cron schedule in a daemon thread.
 
@@ -76,6 +105,7 @@ class Scheduler:
         *,
         before_aggregation: Sequence[Step] = (),
         clock: Clock = _utc_now,
+        verify_job: VerifyJob | None = None,
     ) -> None:
         self.cron = settings.aggregation_schedule
         self.retention_days = settings.retention_days
@@ -95,6 +125,13 @@ class Scheduler:
         self.report_runs = 0
         self.report_failures = 0
         self.last_report_result: str | None = None
+        self.verify_cron = settings.verify.schedule
+        self.verify_next_fire: dt.datetime | None = None
+        self.verify_runs = 0
+        self.verify_failures = 0
+        self.last_verify_result: str | None = None
+        self.verify_job: VerifyJob = verify_job or _default_verify_job(settings)
+        self._verify_thread: threading.Thread | None = None
 
     # --- the job ---------------------------------------------------------------------
 
@@ -164,6 +201,29 @@ class Scheduler:
         self.last_report_result = result
         return result
 
+    def run_verify_now(self, tick: dt.datetime | None = None) -> str:
+        """Run the verification job once, synchronously, for `tick` (never raises: a
+        failure is logged in one line, counted and returned as `failed: ...`)."""
+        try:
+            result = self.verify_job(self.db, tick, self._stop.is_set)
+        except Exception as exc:  # noqa: BLE001 - the verification must never kill a thread
+            self.verify_failures += 1
+            result = f"failed: {type(exc).__name__}: {first_line(exc)}"
+            log.warning("verify job %s; it runs again at the next verify time", result)
+        finally:
+            self.verify_runs += 1
+            if not self.db.is_closed() and threading.current_thread() is self._verify_thread:
+                self.db.close()
+        if result.startswith("stopped"):
+            self.verify_failures += 1
+        self.last_verify_result = result
+        return result
+
+    @property
+    def verifying(self) -> bool:
+        thread = self._verify_thread
+        return thread is not None and thread.is_alive()
+
     # --- the thread ------------------------------------------------------------------
 
     def fire_after(self, moment: dt.datetime) -> dt.datetime:
@@ -186,6 +246,33 @@ class Scheduler:
         )
         delay = max(1, math.ceil((self.report_next_fire - now).total_seconds()))
         self._jobs.every(delay).seconds.do(self._fire_report).tag("report")
+
+    def _arm_verify(self) -> None:
+        if self.verify_cron is None:
+            return
+        now = self.clock()
+        self.verify_next_fire = croniter(self.verify_cron, now.astimezone(dt.UTC)).get_next(
+            dt.datetime
+        )
+        delay = max(1, math.ceil((self.verify_next_fire - now).total_seconds()))
+        self._jobs.every(delay).seconds.do(self._fire_verify).tag("verify")
+
+    def _fire_verify(self) -> type[schedule.CancelJob]:
+        tick = self.verify_next_fire
+        early = tick is not None and self.clock() < tick - ONE_SECOND
+        try:
+            if early:
+                pass
+            elif self.verifying:
+                log.info("verify job still running; this tick is skipped")
+            else:
+                self._verify_thread = threading.Thread(
+                    target=self.run_verify_now, args=(tick,), name="wn-persist-verify", daemon=True
+                )
+                self._verify_thread.start()
+        finally:
+            self._arm_verify()
+        return schedule.CancelJob
 
     def _fire_report(self) -> type[schedule.CancelJob]:
         early = self.report_next_fire is not None and (
@@ -232,6 +319,7 @@ class Scheduler:
         self._jobs.clear()
         self._arm()
         self._arm_report()
+        self._arm_verify()
         self._thread = threading.Thread(
             target=self._loop, name="wn-persist-statistics", daemon=True
         )
@@ -239,6 +327,8 @@ class Scheduler:
         log.info("statistics scheduler started (%s UTC)", self.cron)
         if self.report_cron is not None:
             log.info("weekly report scheduled (%s UTC)", self.report_cron)
+        if self.verify_cron is not None:
+            log.info("verification against zKillboard scheduled (%s UTC)", self.verify_cron)
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Stop the thread, waiting up to `timeout` seconds for a running job to end.
@@ -248,6 +338,9 @@ class Scheduler:
         if thread is None:
             return True
         thread.join(timeout)
+        verifying = self._verify_thread
+        if verifying is not None:
+            verifying.join(max(0.0, timeout / 2))  # it stops between two characters
         stopped = not thread.is_alive()
         if stopped:
             self._thread = None
