@@ -21,6 +21,7 @@ def _models(db):
         final_blows = IntegerField(default=0)
         npc_deaths = IntegerField(default=0)
         attackers_on_kills = BigIntegerField(default=0)
+        split_mails = IntegerField(default=0)
         updated_at = UTCDateTimeField()
 
         class Meta:
@@ -32,7 +33,7 @@ def _models(db):
 
 FILL = """
 INSERT INTO group_days (day, kills, deaths, isk_destroyed_cents, isk_lost_cents, solo_kills,
-                        final_blows, npc_deaths, attackers_on_kills, updated_at)
+                        final_blows, npc_deaths, attackers_on_kills, split_mails, updated_at)
 SELECT m.day,
        SUM(CASE WHEN m.character_role = 'attacker' THEN 1 ELSE 0 END),
        SUM(CASE WHEN m.character_role = 'victim' THEN 1 ELSE 0 END),
@@ -42,11 +43,13 @@ SELECT m.day,
        SUM(CASE WHEN m.character_role = 'attacker' AND m.final_blow THEN 1 ELSE 0 END),
        SUM(CASE WHEN m.character_role = 'victim' AND m.npc THEN 1 ELSE 0 END),
        SUM(CASE WHEN m.character_role = 'attacker' THEN m.attacker_count ELSE 0 END),
+       SUM(CASE WHEN m.spread > 1 THEN 1 ELSE 0 END),
        {now}
-FROM (SELECT {day} AS day, k.killmail_id, k.character_role, MAX({cents}) AS cents,
-             {any}(k.solo) AS solo, {any}(k.final_blow) AS final_blow, {any}(k.npc) AS npc,
-             MAX(k.attacker_count) AS attacker_count
-      FROM killmails k GROUP BY 1, k.killmail_id, k.character_role) AS m
+FROM (SELECT w.*, COUNT(*) OVER (PARTITION BY w.killmail_id, w.character_role) AS spread
+      FROM (SELECT {day} AS day, k.killmail_id, k.character_role, MAX({cents}) AS cents,
+                   {any}(k.solo) AS solo, {any}(k.final_blow) AS final_blow,
+                   {any}(k.npc) AS npc, MAX(k.attacker_count) AS attacker_count
+            FROM killmails k GROUP BY k.killmail_id, k.character_role, 1) AS w) AS m
 GROUP BY m.day
 """
 

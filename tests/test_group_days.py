@@ -14,7 +14,12 @@ from reference_stats import envelope, store_envelopes
 
 from wn_persist_plugin.db import migrator
 from wn_persist_plugin.db.connect import open_database
-from wn_persist_plugin.db.models import GroupDay, Involvement, StatisticsWatermark
+from wn_persist_plugin.db.models import (
+    GroupDay,
+    Involvement,
+    StatisticsRetention,
+    StatisticsWatermark,
+)
 from wn_persist_plugin.statistics import group
 from wn_persist_plugin.statistics.aggregation import PERIODS, aggregate
 from wn_persist_plugin.statistics.retention import prune
@@ -299,3 +304,47 @@ def test_migration_fills_the_days_from_stored_involvements(fresh_url, real_envel
         assert "group_days" not in db.get_tables()
     finally:
         db.close()
+
+
+def test_a_mail_stored_on_two_days_is_counted_once(db):
+    """One mail, one kill time: the pipeline never writes a mail's rows on different
+    days. Should one be stored so, summing days would count it twice; such ranges are
+    computed live, before and after the next aggregation."""
+    tracked = {1, 2, 3}
+    mails = [
+        envelope(200, "2025-06-02T23:59:30Z", victim=9, attackers=[1, 2, 3], value="10.00"),
+        envelope(201, "2025-06-03T10:00:00Z", victim=1, attackers=[2], value="5.00"),
+        envelope(202, "2025-05-20T10:00:00Z", victim=9, attackers=[1], value="1.00"),
+    ]
+    store_envelopes(db, mails, tracked, processed_at=PAST)
+    aggregate(db, now=PAST + dt.timedelta(hours=2))
+    Involvement.update(
+        kill_time=dt.datetime(2025, 6, 3, 0, 0, 10, tzinfo=UTC), processed_at=dt.datetime.now(UTC)
+    ).where((Involvement.killmail_id == 200) & (Involvement.related_character_id == 3)).execute()
+    june = [(None, None), (dt.date(2025, 6, 2), dt.date(2025, 6, 3)), (dt.date(2025, 6, 3), None)]
+
+    def check(ranges: list) -> None:
+        for start, end in ranges:
+            assert group.group_totals(db, start, end) == group.live_group_totals(db, start, end)
+            for period in PERIODS:
+                got = group.group_stats(db, period, start, end)
+                assert got == group.live_group_stats(db, period, start, end), (period, start)
+
+    check(june)
+    assert group.group_totals(db)["kills"] == 3
+    aggregate(db, now=later())
+    assert sum(d.split_mails for d in GroupDay.select()) == 1  # the day recomputed
+    check(june)
+    aggregate(db, rebuild=True, now=later(4))
+    assert sum(d.split_mails for d in GroupDay.select()) == 2  # the pair on both days
+    check(june)
+    assert group.group_totals(db, dt.date(2025, 6, 3), dt.date(2025, 6, 3))["kills"] == 2
+
+    # with a retention boundary: the pruned days keep their figures, the rest is live
+    may = group.group_stats(db, "monthly", None, dt.date(2025, 5, 31))
+    StatisticsRetention.create(id=1, pruned_before=dt.date(2025, 6, 1), updated_at=PAST)
+    Involvement.delete().where(Involvement.killmail_id == 202).execute()
+    assert group.group_stats(db, "monthly", None, dt.date(2025, 5, 31)) == may
+    assert group.group_totals(db)["kills"] == 3  # 202 kept on its pruned day
+    assert group.live_group_totals(db)["kills"] == 2
+    check([(dt.date(2025, 6, 1), None), (dt.date(2025, 6, 2), dt.date(2025, 6, 2))])

@@ -172,6 +172,10 @@ class GroupDay(BaseModel):
     npc_deaths = IntegerField(default=0)
     attackers_on_kills = BigIntegerField(default=0)
     """Sum of `attacker_count` over the kills (for the average fleet size)."""
+    split_mails = IntegerField(default=0)
+    """(mail, role) pairs of the day that also have involvements on another day (a mail
+    stored with different kill times): summing days would count them twice, so ranges
+    holding such days are computed live."""
     updated_at = UTCDateTimeField()
 
     class Meta:

@@ -818,11 +818,37 @@ _GROUP_WORK = "group_work"
 """Temporary table of an incremental run: the days to recompute."""
 
 
-def group_day_sql(sql: ReadSql, source: str, day: str, where: str = "") -> str:
-    """SELECT: the group's figures per UTC day (`day`, then `GROUP_FIGURES`) over the
-    involvements of `source` (as `k`) matching `where`, `day` being their day. Each mail
-    counts once per role: once as a kill (its value once) whatever the number of tracked
-    attackers, once as a loss if a tracked pilot is the victim."""
+def group_day_sql(
+    sql: ReadSql, source: str, day: str, where: str = "", *, split: str | None = None
+) -> str:
+    """SELECT: the group's figures per UTC day (`day`, then `GROUP_FIGURES`, then
+    `split_mails`) over the involvements of `source` (as `k`) matching `where`, `day` being
+    their day. Each mail counts once per role: once as a kill (its value once) whatever
+    the number of tracked attackers, once as a loss if a tracked pilot is the victim.
+
+    `split_mails` counts the (mail, role) pairs of the day that also have involvements on
+    another day (a mail stored with different kill times; the pipeline never writes one):
+    `split="window"` when `source` holds every day's involvements, `"exists"` to look the
+    other days up per pair, None for 0."""
+    split_sum = "0"
+    inner = f"""SELECT {day} AS day, k.killmail_id, k.character_role, MAX({sql.cents}) AS cents,
+                 {sql.any_true("k.solo")} AS solo, {sql.any_true("k.final_blow")} AS final_blow,
+                 {sql.any_true("k.npc")} AS npc, MAX(k.attacker_count) AS attacker_count
+          FROM {source} {("WHERE " + where) if where else ""}
+          GROUP BY k.killmail_id, k.character_role, 1"""
+    if split == "window":
+        inner = (
+            "SELECT w.*, COUNT(*) OVER (PARTITION BY w.killmail_id, w.character_role) AS spread"
+            f" FROM ({inner}) AS w"
+        )
+        split_sum = "SUM(CASE WHEN m.spread > 1 THEN 1 ELSE 0 END)"
+    elif split == "exists":
+        following = "(m.day + 1)" if sql.pg else "date(m.day, '+1 day')"
+        # SQLite: `+` keeps it off the (role, time) index, on to the mail's rows
+        role = "o.character_role" if sql.pg else "+o.character_role"
+        split_sum = f"""SUM(CASE WHEN EXISTS (SELECT 1 FROM killmails o
+                    WHERE o.killmail_id = m.killmail_id AND {role} = m.character_role
+                    AND (o.kill_time < m.day OR o.kill_time >= {following})) THEN 1 ELSE 0 END)"""
     return f"""
     SELECT m.day,
            CAST(SUM(CASE WHEN m.character_role = 'attacker' THEN 1 ELSE 0 END) AS INTEGER)
@@ -840,12 +866,9 @@ def group_day_sql(sql: ReadSql, source: str, day: str, where: str = "") -> str:
            CAST(SUM(CASE WHEN m.character_role = 'victim' AND m.npc THEN 1 ELSE 0 END)
                AS INTEGER) AS npc_deaths,
            CAST(SUM(CASE WHEN m.character_role = 'attacker' THEN m.attacker_count ELSE 0 END)
-               AS BIGINT) AS attackers_on_kills
-    FROM (SELECT {day} AS day, k.killmail_id, k.character_role, MAX({sql.cents}) AS cents,
-                 {sql.any_true("k.solo")} AS solo, {sql.any_true("k.final_blow")} AS final_blow,
-                 {sql.any_true("k.npc")} AS npc, MAX(k.attacker_count) AS attacker_count
-          FROM {source} {("WHERE " + where) if where else ""}
-          GROUP BY 1, k.killmail_id, k.character_role) AS m
+               AS BIGINT) AS attackers_on_kills,
+           CAST({split_sum} AS INTEGER) AS split_mails
+    FROM ({inner}) AS m
     GROUP BY m.day"""
 
 
@@ -874,9 +897,8 @@ def _group_figures_all(db: Database, boundary: dt.date | None) -> None:
     db.execute_sql(f"DROP TABLE IF EXISTS {_GROUP_NEW}")
     with db.atomic():
         sql.tune(db)
-        db.execute_sql(
-            f"CREATE TEMP TABLE {_GROUP_NEW} AS {group_day_sql(sql, table, day, where)}", params
-        )
+        select = group_day_sql(sql, table, day, where, split="window")
+        db.execute_sql(f"CREATE TEMP TABLE {_GROUP_NEW} AS {select}", params)
 
 
 def _group_work(
@@ -917,7 +939,10 @@ def _group_work(
         if sql.pg:
             db.execute_sql(f"ANALYZE {_GROUP_WORK}")
         source = days_join(sql, _GROUP_WORK)
-        db.execute_sql(f"CREATE TEMP TABLE {_GROUP_NEW} AS {group_day_sql(sql, source, 'd.day')}")
+        db.execute_sql(
+            f"CREATE TEMP TABLE {_GROUP_NEW} AS"
+            f" {group_day_sql(sql, source, 'd.day', split='exists')}"
+        )
     return examined
 
 
@@ -942,13 +967,14 @@ def _aggregate_group_days(
         if not _group_work(db, sql, changes_since, since, boundary):
             return
         scope, params = f"day IN (SELECT day FROM {_GROUP_WORK}) AND ", []
-    columns = ", ".join(GROUP_FIGURES)
-    changed = " OR ".join(f"group_days.{c} {sql.distinct_op} excluded.{c}" for c in GROUP_FIGURES)
+    stored = (*GROUP_FIGURES, "split_mails")
+    columns = ", ".join(stored)
+    changed = " OR ".join(f"group_days.{c} {sql.distinct_op} excluded.{c}" for c in stored)
     cursor = db.execute_sql(
         f"INSERT INTO group_days (day, {columns}, updated_at)"
         f" SELECT day, {columns}, {p} FROM {_GROUP_NEW} WHERE true"
         " ON CONFLICT (day) DO UPDATE SET "
-        + ", ".join(f"{c} = excluded.{c}" for c in (*GROUP_FIGURES, "updated_at"))
+        + ", ".join(f"{c} = excluded.{c}" for c in (*stored, "updated_at"))
         + f" WHERE {changed}",
         [sql.timestamp(started)],
     )

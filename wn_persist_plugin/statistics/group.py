@@ -20,7 +20,7 @@ from peewee import Database
 
 from .aggregation import days_join, group_day_sql, period_bounds
 from .history import TOTALS_COLUMNS, check_period, check_range, time_conditions, totals_from_row
-from .sqltext import ReadSql, as_date, as_datetime
+from .sqltext import ReadSql, as_date, as_datetime, day_start
 
 DAY_TOTALS_COLUMNS = """
     CAST(COALESCE(SUM(d.kills), 0) AS INTEGER),
@@ -97,9 +97,15 @@ def _period_row(period: str, row: tuple[Any, ...]) -> dict[str, Any]:
 def _stored_days(
     db: Database, sql: ReadSql, start: dt.date | None, end: dt.date | None
 ) -> tuple[str, list[Any]] | None:
-    """`WITH` clause defining `days`: the group's figures per day within `start`..`end`,
-    stored ones where current and live ones for the days changed since the daily
-    watermark; with its parameters. None before the first daily aggregation."""
+    """`WITH` clause defining `days`: the group's figures per day within `start`..`end`
+    (columns `_DAY_COLUMNS`), with its parameters. None before the first daily
+    aggregation (then everything is computed live).
+
+    Stored days where current; the days changed since the daily watermark computed live.
+    Should a mail with involvements on several days of the range be in play (never
+    written by the pipeline: one mail, one kill time), summing days would count it
+    twice, so then every day from the retention boundary on is computed live. Days
+    before the boundary always keep their stored figures."""
     changes_since, frozen = db.execute_sql(
         "SELECT (SELECT changes_since FROM statistics_watermarks WHERE period_type = 'daily'),"
         " (SELECT pruned_before FROM statistics_retention WHERE id = 1)"
@@ -107,32 +113,96 @@ def _stored_days(
     if changes_since is None:
         return None
     p = sql.p
-    bounds: list[str] = []
-    bound_params: list[Any] = []
-    for column_op, value in ((">=", start), ("<=", end)):
-        if value is not None:
-            bounds.append(f"day {column_op} {p}")
-            bound_params.append(sql.date(value))
-    dirty_bounds, dirty_params = list(bounds), list(bound_params)
-    if frozen is not None:  # days before the retention boundary keep their figures
-        dirty_bounds.append(f"day >= {p}")
-        dirty_params.append(sql.date(as_date(frozen)))
-    day = sql.period_start("daily", "kill_time")
     stamp = sql.timestamp(as_datetime(changes_since))
-    within = (" AND " + " AND ".join(bounds)) if bounds else ""
+    boundary = as_date(frozen) if frozen is not None else None
+    live_from = max(d for d in (start, boundary) if d) if (start or boundary) else None
+    in_range, range_params = _day_conditions(sql, start, end)
+    live_days, live_params = _day_conditions(sql, live_from, end)
+    day = sql.period_start("daily", "kill_time")
+
+    # a mail with a changed involvement and involvements of one role on several days of
+    # the range: the changed mails first, then their rows grouped per mail and role (not
+    # joined row to row: a fleet kill has hundreds of rows)
+    span_params: list[Any] = []
+    spans = _times(sql, "o.kill_time", live_from, end, span_params)
+    o_day = sql.period_start("daily", "o.kill_time")
+    force = "JOIN" if sql.pg else "CROSS JOIN"  # SQLite: from the few changed mails
+    stored_split, changed_split_found = db.execute_sql(
+        # de-duplicated from a materialized list: SQLite would otherwise walk the whole
+        # unique index for a DISTINCT instead of the processed_at one
+        "WITH changed AS MATERIALIZED"
+        f" (SELECT killmail_id FROM killmails WHERE processed_at >= {p}),"
+        " mails AS MATERIALIZED (SELECT DISTINCT killmail_id FROM changed)"
+        f" SELECT (SELECT COALESCE(SUM(split_mails), 0) FROM group_days{_where(live_days)}),"
+        f" (SELECT COUNT(*) FROM (SELECT 1 FROM mails c {force} killmails o"
+        f" ON o.killmail_id = c.killmail_id{_where(spans)}"
+        f" GROUP BY o.killmail_id, o.character_role HAVING MIN({o_day}) <> MAX({o_day})) AS s)",
+        [stamp, *live_params, *span_params],
+    ).fetchone()
+
+    if stored_split or changed_split_found:
+        params: list[Any] = []
+        frozen_part = ""
+        if boundary is not None:
+            kept, kept_params = _day_conditions(sql, start, end)
+            frozen_part = (
+                f"SELECT {_DAY_COLUMNS} FROM group_days{_where([*kept, f'day < {p}'])} UNION ALL "
+            )
+            params += [*kept_params, sql.date(boundary)]
+        live_where = time_conditions(sql, live_from, end, params)
+        clause = f"""WITH days ({_DAY_COLUMNS}) AS (
+    {frozen_part}SELECT {sql.period_start("daily", "k.kill_time")},
+           {TOTALS_COLUMNS.format(cents="k.cents")}
+    FROM ({_per_mail(sql, live_where)}) k GROUP BY 1
+)"""
+        return clause, params
+
     clause = f"""WITH dirty AS (
     SELECT day FROM (
         SELECT {day} AS day FROM killmails WHERE processed_at >= {p}
         UNION SELECT day FROM statistics_deletions WHERE marked_at >= {p}) AS changed
-    {("WHERE " + " AND ".join(dirty_bounds)) if dirty_bounds else ""}
+    {_where(live_days)}
 ),
-days AS (
+days ({_DAY_COLUMNS}) AS (
     SELECT {_DAY_COLUMNS} FROM group_days
-    WHERE day NOT IN (SELECT day FROM dirty){within}
+    {_where([*in_range, "day NOT IN (SELECT day FROM dirty)"])}
     UNION ALL
-    {group_day_sql(sql, days_join(sql, "dirty"), "d.day")}
+    SELECT {_DAY_COLUMNS} FROM ({group_day_sql(sql, days_join(sql, "dirty"), "d.day")}) AS t
 )"""
-    return clause, [stamp, stamp, *dirty_params, *bound_params]
+    return clause, [stamp, stamp, *live_params, *range_params]
+
+
+def _day_conditions(
+    sql: ReadSql, start: dt.date | None, end: dt.date | None
+) -> tuple[list[str], list[Any]]:
+    """Conditions on a `day` column: within `start`..`end` (inclusive, either open)."""
+    where, params = [], []
+    if start is not None:
+        where.append(f"day >= {sql.p}")
+        params.append(sql.date(start))
+    if end is not None:
+        where.append(f"day <= {sql.p}")
+        params.append(sql.date(end))
+    return where, params
+
+
+def _times(
+    sql: ReadSql, column: str, start: dt.date | None, end: dt.date | None, params: list[Any]
+) -> list[str]:
+    """Conditions: the time `column` lies within the days `start`..`end` (inclusive,
+    either open); their parameters are appended to `params`."""
+    where = []
+    if start is not None:
+        where.append(f"{column} >= {sql.p}")
+        params.append(sql.timestamp(day_start(start)))
+    if end is not None:
+        where.append(f"{column} < {sql.p}")
+        params.append(sql.timestamp(day_start(end + dt.timedelta(days=1))))
+    return where
+
+
+def _where(conditions: list[str]) -> str:
+    return (" WHERE " + " AND ".join(conditions)) if conditions else ""
 
 
 def group_totals(
