@@ -36,7 +36,8 @@ SKEWED = "CASE WHEN n % 10 < 3 THEN n % 5 ELSE n % 1000 END"
 
 
 def generate(db, rows: int) -> None:
-    """Rows by SQL (n = 0..rows-1): time spread evenly over 365 days, two rows per mail."""
+    """Rows by SQL (n = 0..rows-1): time spread evenly over 365 days, two rows per mail
+    (rows 2m and 2m+1: one mail, one kill time, as the pipeline writes them)."""
     cols = (
         "killmail_id, kill_time, solar_system_id, solar_system_name, region_id, region_name, "
         "total_value, character_role, related_character_id, related_character_name, "
@@ -44,7 +45,7 @@ def generate(db, rows: int) -> None:
     )
     if is_postgres(db):
         src = f"SELECT g AS n FROM generate_series(CAST(0 AS BIGINT), {rows - 1}) g"
-        when = f"timestamp '2025-01-01' + (n * (31536000.0 / {rows})) * interval '1 second'"
+        when = f"timestamp '2025-01-01' + (n / 2 * 2 * (31536000.0 / {rows})) * interval '1 second'"
         value = "CAST((n * 7919) % 500000000 AS NUMERIC(20,2)) / 100 + 1000000"
         boolean = "(n % {k} = 0)"
     else:
@@ -52,7 +53,7 @@ def generate(db, rows: int) -> None:
             f"WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n < {rows - 1})"
             " SELECT n FROM s"
         )
-        offset = f"CAST(n * (31536000.0 / {rows}) AS INTEGER)"
+        offset = f"CAST(n / 2 * 2 * (31536000.0 / {rows}) AS INTEGER)"
         when = f"datetime('2025-01-01', '+' || {offset} || ' seconds')"
         value = "printf('%d.%02d', 1000000 + (n * 7919) % 5000000, n % 100)"
         boolean = "(n % {k} = 0)"

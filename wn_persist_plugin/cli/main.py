@@ -246,6 +246,11 @@ def aggregate(
             f"rows written: {part.rows_written}, rows removed: {part.rows_deleted} "
             f"({part.seconds:.2f}s)"
         )
+        if part.period_type == "daily":
+            click.echo(
+                f"{'group':<8} {'days':<11} rows written: {part.group_days_written}, "
+                f"rows removed: {part.group_days_deleted}"
+            )
     if result.frozen_before:
         click.echo(f"periods before {result.frozen_before} are kept as pruned by retention")
 

@@ -166,6 +166,32 @@ class StatisticsDeletion(BaseModel):
         indexes = ((("character_id", "day"), True), (("marked_at",), False))
 
 
+class GroupDay(BaseModel):
+    """The tracked group as one side on one UTC day: every stored mail counted once per
+    side (kills and ISK destroyed for mails with a tracked attacker, losses and ISK lost
+    for mails with a tracked victim). Written by the daily aggregation (migration 0009);
+    days before the retention boundary keep their figures."""
+
+    day = DateField(primary_key=True)
+    kills = IntegerField(default=0)
+    deaths = IntegerField(default=0)
+    isk_destroyed_cents = BigIntegerField(default=0)
+    isk_lost_cents = BigIntegerField(default=0)
+    solo_kills = IntegerField(default=0)
+    final_blows = IntegerField(default=0)
+    npc_deaths = IntegerField(default=0)
+    attackers_on_kills = BigIntegerField(default=0)
+    """Sum of `attacker_count` over the kills (for the average fleet size)."""
+    split_mails = IntegerField(default=0)
+    """(mail, role) pairs of the day that also have involvements on another day (a mail
+    stored with different kill times): summing days would count them twice, so ranges
+    holding such days are computed live."""
+    updated_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "group_days"
+
+
 # --- universe, names and backfill state (migration 0004) ------------------------------------
 
 
@@ -325,6 +351,7 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     StatisticsWatermark,
     StatisticsRetention,
     StatisticsDeletion,
+    GroupDay,
     *UNIVERSE_MODELS,
     FeedState,
     SkippedSequence,

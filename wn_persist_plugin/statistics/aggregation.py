@@ -65,6 +65,10 @@ class PeriodResult:
     """Statistics rows inserted or whose figures changed."""
     rows_deleted: int = 0
     """Statistics rows of periods left without involvements."""
+    group_days_written: int = 0
+    """Daily only: `group_days` rows inserted or whose figures changed."""
+    group_days_deleted: int = 0
+    """Daily only: `group_days` rows of days left without involvements."""
     seconds: float = 0.0
 
 
@@ -455,6 +459,8 @@ def aggregate(
                 # one pass over the involvements for every period type to rebuild
                 clock = time.perf_counter()
                 _group_days(db, boundary)
+                if "daily" in rebuilding:
+                    _group_figures_all(db, boundary)
                 shared_seconds = time.perf_counter() - clock
             for period_type in periods:
                 rebuilt = period_type in rebuilding
@@ -477,6 +483,12 @@ def aggregate(
                     part.rows_deleted,
                     part.seconds,
                 )
+                if period_type == "daily":
+                    log.info(
+                        "group days: %d written, %d deleted",
+                        part.group_days_written,
+                        part.group_days_deleted,
+                    )
         finally:
             if rebuilding:
                 _drop_rebuild_tables(db)
@@ -503,6 +515,9 @@ def _aggregate_period(
             raise RuntimeError(f"no {period_type} watermark for an incremental run")
         else:
             part = _incremental(db, sql, period_type, mark.changes_since, since, boundary, started)
+        if period_type == "daily":  # the group's days move with the daily watermark
+            changes = None if rebuild or mark is None else mark.changes_since
+            _aggregate_group_days(db, sql, part, changes, since, boundary, started)
         changes_since = started - overlap
         if mark is not None and not rebuild:
             changes_since = max(changes_since, mark.changes_since)
@@ -580,7 +595,7 @@ def _group_days(db: Database, boundary: dt.date | None) -> None:
 
 
 def _drop_rebuild_tables(db: Database) -> None:
-    for table in (_GROUPS, _DAYS, _FINE):
+    for table in (_GROUPS, _DAYS, _FINE, _GROUP_NEW):
         db.execute_sql(f"DROP TABLE IF EXISTS {table}")
 
 
@@ -782,6 +797,194 @@ def _incremental(
     ).rowcount
     db.execute_sql("DELETE FROM stats_work")
     return PeriodResult(period_type, "incremental", examined, max(written, 0), max(deleted, 0))
+
+
+# --- the group's days ----------------------------------------------------------------
+
+GROUP_FIGURES = (
+    "kills",
+    "deaths",
+    "isk_destroyed_cents",
+    "isk_lost_cents",
+    "solo_kills",
+    "final_blows",
+    "npc_deaths",
+    "attackers_on_kills",
+)
+"""The `group_days` figures, in the order of `Totals`' fields."""
+_GROUP_NEW = "group_new"
+"""Temporary table: the group's figures of the days a run recomputes (`group_day_sql`)."""
+_GROUP_WORK = "group_work"
+"""Temporary table of an incremental run: the days to recompute."""
+
+
+def group_day_sql(
+    sql: ReadSql, source: str, day: str, where: str = "", *, split: str | None = None
+) -> str:
+    """SELECT: the group's figures per UTC day (`day`, then `GROUP_FIGURES`, then
+    `split_mails`) over the involvements of `source` (as `k`) matching `where`, `day` being
+    their day. Each mail counts once per role: once as a kill (its value once) whatever
+    the number of tracked attackers, once as a loss if a tracked pilot is the victim.
+
+    `split_mails` counts the (mail, role) pairs of the day that also have involvements on
+    another day (a mail stored with different kill times; the pipeline never writes one):
+    `split="window"` when `source` holds every day's involvements, `"exists"` to look the
+    other days up per pair, None for 0."""
+    split_sum = "0"
+    inner = f"""SELECT {day} AS day, k.killmail_id, k.character_role, MAX({sql.cents}) AS cents,
+                 {sql.any_true("k.solo")} AS solo, {sql.any_true("k.final_blow")} AS final_blow,
+                 {sql.any_true("k.npc")} AS npc, MAX(k.attacker_count) AS attacker_count
+          FROM {source} {("WHERE " + where) if where else ""}
+          GROUP BY k.killmail_id, k.character_role, 1"""
+    if split == "window":
+        inner = (
+            "SELECT w.*, COUNT(*) OVER (PARTITION BY w.killmail_id, w.character_role) AS spread"
+            f" FROM ({inner}) AS w"
+        )
+        split_sum = "SUM(CASE WHEN m.spread > 1 THEN 1 ELSE 0 END)"
+    elif split == "exists":
+        following = "(m.day + 1)" if sql.pg else "date(m.day, '+1 day')"
+        # SQLite: `+` keeps it off the (role, time) index, on to the mail's rows
+        role = "o.character_role" if sql.pg else "+o.character_role"
+        split_sum = f"""SUM(CASE WHEN EXISTS (SELECT 1 FROM killmails o
+                    WHERE o.killmail_id = m.killmail_id AND {role} = m.character_role
+                    AND (o.kill_time < m.day OR o.kill_time >= {following})) THEN 1 ELSE 0 END)"""
+    return f"""
+    SELECT m.day,
+           CAST(SUM(CASE WHEN m.character_role = 'attacker' THEN 1 ELSE 0 END) AS INTEGER)
+               AS kills,
+           CAST(SUM(CASE WHEN m.character_role = 'victim' THEN 1 ELSE 0 END) AS INTEGER)
+               AS deaths,
+           CAST(SUM(CASE WHEN m.character_role = 'attacker' THEN m.cents ELSE 0 END) AS BIGINT)
+               AS isk_destroyed_cents,
+           CAST(SUM(CASE WHEN m.character_role = 'victim' THEN m.cents ELSE 0 END) AS BIGINT)
+               AS isk_lost_cents,
+           CAST(SUM(CASE WHEN m.character_role = 'attacker' AND m.solo THEN 1 ELSE 0 END)
+               AS INTEGER) AS solo_kills,
+           CAST(SUM(CASE WHEN m.character_role = 'attacker' AND m.final_blow THEN 1 ELSE 0 END)
+               AS INTEGER) AS final_blows,
+           CAST(SUM(CASE WHEN m.character_role = 'victim' AND m.npc THEN 1 ELSE 0 END)
+               AS INTEGER) AS npc_deaths,
+           CAST(SUM(CASE WHEN m.character_role = 'attacker' THEN m.attacker_count ELSE 0 END)
+               AS BIGINT) AS attackers_on_kills,
+           CAST({split_sum} AS INTEGER) AS split_mails
+    FROM ({inner}) AS m
+    GROUP BY m.day"""
+
+
+def days_join(sql: ReadSql, days: str) -> str:
+    """FROM clause: the rows `d` of `days` (a table with a `day` column), each joined to
+    its day's involvements `k`, found through the (role, kill_time) index."""
+    force = "JOIN" if sql.pg else "CROSS JOIN"
+    following = "(d.day + 1)" if sql.pg else "date(d.day, '+1 day')"
+    return (
+        f"{days} d {force} killmails k ON k.character_role IN ('attacker', 'victim')"
+        f" AND k.kill_time >= d.day AND k.kill_time < {following}"
+    )
+
+
+def _group_figures_all(db: Database, boundary: dt.date | None) -> None:
+    """A rebuild's read of the group's figures for every day from `boundary` on into
+    `_GROUP_NEW` (outside the write transactions, like `_group_days`)."""
+    sql = _Sql(db)
+    day = sql.period_start("daily", "k.kill_time")
+    params: list[Any] = []
+    where = ""
+    if boundary is not None:
+        where = f"k.kill_time >= {sql.p}"
+        params.append(sql.date(boundary))
+    table = "killmails k" if sql.pg else "killmails k NOT INDEXED"
+    db.execute_sql(f"DROP TABLE IF EXISTS {_GROUP_NEW}")
+    with db.atomic():
+        sql.tune(db)
+        select = group_day_sql(sql, table, day, where, split="window")
+        db.execute_sql(f"CREATE TEMP TABLE {_GROUP_NEW} AS {select}", params)
+
+
+def _group_work(
+    db: Database,
+    sql: _Sql,
+    changes_since: dt.datetime,
+    since: dt.date | None,
+    boundary: dt.date | None,
+) -> int:
+    """Fill `_GROUP_WORK` with the days an incremental run recomputes (an involvement
+    written, changed or deleted since `changes_since`; every day from `since` on) and
+    `_GROUP_NEW` with their figures; returns the number of days."""
+    p = sql.p
+    day = sql.period_start("daily", "kill_time")
+    changed = [
+        f"SELECT {day} AS day FROM killmails WHERE processed_at >= {p}",
+        f"SELECT day FROM statistics_deletions WHERE marked_at >= {p}",
+    ]
+    params: list[Any] = [sql.timestamp(changes_since), sql.timestamp(changes_since)]
+    if since is not None:
+        changed.append(f"SELECT {day} FROM killmails WHERE kill_time >= {p}")
+        changed.append(f"SELECT day FROM group_days WHERE day >= {p}")
+        params += [sql.date(since), sql.date(since)]
+    where = ""
+    if boundary is not None:
+        where = f" WHERE day >= {p}"
+        params.append(sql.date(boundary))
+    kind = "DATE" if sql.pg else "TEXT"
+    db.execute_sql(f"CREATE TEMP TABLE IF NOT EXISTS {_GROUP_WORK} (day {kind} PRIMARY KEY)")
+    db.execute_sql(f"DELETE FROM {_GROUP_WORK}")
+    db.execute_sql(
+        f"INSERT INTO {_GROUP_WORK} (day) SELECT day FROM ({' UNION '.join(changed)}) AS c{where}",
+        params,
+    )
+    examined = int(db.execute_sql(f"SELECT COUNT(*) FROM {_GROUP_WORK}").fetchone()[0])
+    db.execute_sql(f"DROP TABLE IF EXISTS {_GROUP_NEW}")
+    if examined:
+        if sql.pg:
+            db.execute_sql(f"ANALYZE {_GROUP_WORK}")
+        source = days_join(sql, _GROUP_WORK)
+        db.execute_sql(
+            f"CREATE TEMP TABLE {_GROUP_NEW} AS"
+            f" {group_day_sql(sql, source, 'd.day', split='exists')}"
+        )
+    return examined
+
+
+def _aggregate_group_days(
+    db: Database,
+    sql: _Sql,
+    part: PeriodResult,
+    changes_since: dt.datetime | None,
+    since: dt.date | None,
+    boundary: dt.date | None,
+    started: dt.datetime,
+) -> None:
+    """Store the group's figures (`group_days`): after a rebuild (`changes_since` None)
+    every day from `boundary` on, from `_GROUP_NEW`; else the days with changes since
+    `changes_since`. Days before `boundary` keep their figures, like frozen periods."""
+    p = sql.p
+    if changes_since is None:
+        scope, params = "", []
+        if boundary is not None:
+            scope, params = f"day >= {p} AND ", [sql.date(boundary)]
+    else:
+        if not _group_work(db, sql, changes_since, since, boundary):
+            return
+        scope, params = f"day IN (SELECT day FROM {_GROUP_WORK}) AND ", []
+    stored = (*GROUP_FIGURES, "split_mails")
+    columns = ", ".join(stored)
+    changed = " OR ".join(f"group_days.{c} {sql.distinct_op} excluded.{c}" for c in stored)
+    cursor = db.execute_sql(
+        f"INSERT INTO group_days (day, {columns}, updated_at)"
+        f" SELECT day, {columns}, {p} FROM {_GROUP_NEW} WHERE true"
+        " ON CONFLICT (day) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in (*stored, "updated_at"))
+        + f" WHERE {changed}",
+        [sql.timestamp(started)],
+    )
+    part.group_days_written = _changes(db, cursor)
+    deleted = db.execute_sql(
+        f"DELETE FROM group_days WHERE {scope}day NOT IN (SELECT day FROM {_GROUP_NEW})",
+        params,
+    ).rowcount
+    part.group_days_deleted = max(deleted, 0)
+    db.execute_sql(f"DROP TABLE {_GROUP_NEW}")
 
 
 def _forget_consumed_deletions(db: Database) -> None:
