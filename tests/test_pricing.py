@@ -440,9 +440,7 @@ def test_rows_without_a_value_beside_zkillboards_take_its_value(db, real_envelop
     summary = pricing.run(db, esi_client)
 
     assert (summary.seen, summary.priced, summary.from_zkb) == (0, 0, 1)
-    assert {(r.value_source, r.total_value) for r in stored()} == {
-        ("zkb", Decimal("987654321.09"))
-    }
+    assert {(r.value_source, r.total_value) for r in stored()} == {("zkb", Decimal("987654321.09"))}
 
 
 def test_attacker_rows_stored_without_the_items_stay_unpriced(db, unpriced, esi_client):

@@ -97,9 +97,7 @@ class PersistencePlugin:
         if not settings.enable_persistence:
             log.info("wn-persist: persistence disabled (ENABLE_PERSISTENCE is false)")
             return
-        statistics_steps: list[Callable[[Database], object]] = [
-            enrichment.scheduler_step(settings)
-        ]
+        statistics_steps: list[Callable[[Database], object]] = [enrichment.scheduler_step(settings)]
         price_step = pricing.scheduler_step(settings)  # None when ESI enrichment is off
         if price_step is not None:
             statistics_steps.append(price_step)

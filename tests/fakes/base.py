@@ -21,6 +21,26 @@ class Request:
     headers: dict[str, str]
 
 
+def reply(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    content_type: str,
+    raw: bytes,
+    extra: dict[str, str],
+) -> None:
+    """Answer one request (a client gone meanwhile is no error)."""
+    try:
+        handler.send_response(status)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(raw)))
+        for key, value in extra.items():
+            handler.send_header(key, value)
+        handler.end_headers()
+        handler.wfile.write(raw)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
 class LocalServer:
     """A real HTTP server on 127.0.0.1 (a free port) in a background thread, used as a
     context manager; subclasses answer the methods in `METHODS` in `_handle(handler)`."""
@@ -151,13 +171,4 @@ class FakeServer(LocalServer):
             extra = {"Retry-After": retry_after} if retry_after else {}
         with self.lock:
             self.requests.append(Request(at, path, status, headers))
-        try:
-            handler.send_response(status)
-            handler.send_header("Content-Type", content_type)
-            handler.send_header("Content-Length", str(len(raw)))
-            for key, value in extra.items():
-                handler.send_header(key, value)
-            handler.end_headers()
-            handler.wfile.write(raw)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        reply(handler, status, content_type, raw, extra)

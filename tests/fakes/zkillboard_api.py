@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from .base import LocalServer, Request
+from .base import LocalServer, Request, reply
 
 PAGE_SIZE = 200
 YOUNG_SECONDS = 300
@@ -197,16 +197,7 @@ class FakeZkillboardApi(LocalServer):
             raw = json.dumps(body).encode() if body is not None else b""
         with self.lock:
             self.requests.append(Request(at, handler.path, status, headers))
-        try:
-            handler.send_response(status)
-            handler.send_header("Content-Type", content_type)
-            handler.send_header("Content-Length", str(len(raw)))
-            for key, value in extra.items():
-                handler.send_header(key, value)
-            handler.end_headers()
-            handler.wfile.write(raw)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        reply(handler, status, content_type, raw, extra)
 
     def _count_error(self, client: str, at: float) -> int:
         with self.lock:

@@ -149,9 +149,7 @@ def involvement_rows(mail: Killmail, tracked: TrackedSet) -> list[InvolvementRow
             if total_value is not None
             else _victim_data_to_price(victim)
         )
-        rows.extend(
-            row(ROLE_ATTACKER, cid, who, victim_entry, True) for cid, who in chosen.items()
-        )
+        rows.extend(row(ROLE_ATTACKER, cid, who, victim_entry, True) for cid, who in chosen.items())
     return rows
 
 

@@ -20,7 +20,7 @@ from peewee import Database
 
 from .aggregation import days_join, group_day_sql, period_bounds
 from .history import TOTALS_COLUMNS, check_period, check_range, time_conditions, totals_from_row
-from .sqltext import ReadSql, as_date, as_datetime, day_start
+from .sqltext import ReadSql, as_date, as_datetime
 
 DAY_TOTALS_COLUMNS = """
     CAST(COALESCE(SUM(d.kills), 0) AS INTEGER),
@@ -124,7 +124,7 @@ def _stored_days(
     # the range: the changed mails first, then their rows grouped per mail and role (not
     # joined row to row: a fleet kill has hundreds of rows)
     span_params: list[Any] = []
-    spans = _times(sql, "o.kill_time", live_from, end, span_params)
+    spans = time_conditions(sql, live_from, end, span_params, "o.kill_time")
     o_day = sql.period_start("daily", "o.kill_time")
     force = "JOIN" if sql.pg else "CROSS JOIN"  # SQLite: from the few changed mails
     stored_split, changed_split_found = db.execute_sql(
@@ -184,21 +184,6 @@ def _day_conditions(
         where.append(f"day <= {sql.p}")
         params.append(sql.date(end))
     return where, params
-
-
-def _times(
-    sql: ReadSql, column: str, start: dt.date | None, end: dt.date | None, params: list[Any]
-) -> list[str]:
-    """Conditions: the time `column` lies within the days `start`..`end` (inclusive,
-    either open); their parameters are appended to `params`."""
-    where = []
-    if start is not None:
-        where.append(f"{column} >= {sql.p}")
-        params.append(sql.timestamp(day_start(start)))
-    if end is not None:
-        where.append(f"{column} < {sql.p}")
-        params.append(sql.timestamp(day_start(end + dt.timedelta(days=1))))
-    return where
 
 
 def _where(conditions: list[str]) -> str:

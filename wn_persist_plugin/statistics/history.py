@@ -136,15 +136,20 @@ def totals_from_row(row: Iterable[Any]) -> Totals:
 
 
 def time_conditions(
-    sql: ReadSql, start: dt.date | None, end: dt.date | None, params: list[Any]
+    sql: ReadSql,
+    start: dt.date | None,
+    end: dt.date | None,
+    params: list[Any],
+    column: str = "k.kill_time",
 ) -> list[str]:
-    """`k.kill_time` within the inclusive days `start`..`end` (appends the parameters)."""
+    """`column` (a time) within the inclusive days `start`..`end`, either open (appends
+    the parameters)."""
     where = []
     if start is not None:
-        where.append(f"k.kill_time >= {sql.p}")
+        where.append(f"{column} >= {sql.p}")
         params.append(sql.timestamp(day_start(start)))
     if end is not None:
-        where.append(f"k.kill_time < {sql.p}")
+        where.append(f"{column} < {sql.p}")
         params.append(sql.timestamp(day_start(end + dt.timedelta(days=1))))
     return where
 

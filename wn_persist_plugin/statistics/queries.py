@@ -125,9 +125,7 @@ def leaderboard(
     return [_row(s) for s in query]
 
 
-def value_sources(
-    db: Database, character_id: int, start: dt.date, end: dt.date
-) -> dict[str, int]:
+def value_sources(db: Database, character_id: int, start: dt.date, end: dt.date) -> dict[str, int]:
     """How many of the character's mails in the days `start`..`end` (inclusive, UTC) have
     each value source (`zkb`, `esi_prices`, `none`; every key present)."""
     begin = dt.datetime.combine(start, dt.time(), dt.UTC)
