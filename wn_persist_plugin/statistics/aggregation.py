@@ -561,6 +561,17 @@ _GROUPS = "stats_groups"
 """Temporary table of a weekly or monthly rebuild: `_DAYS` regrouped by its periods."""
 
 
+def _full_scan(sql: _Sql, column: str, boundary: dt.date | None) -> tuple[str, str, list[Any]]:
+    """A rebuild's read of every involvement from `boundary` on: the table to read, the
+    condition `column >= boundary` ("" without a boundary) and its parameters. A full
+    scan reads the table in order; SQLite would otherwise walk it through the
+    (character, time) index, which is slower for every row."""
+    table = "killmails k" if sql.pg else "killmails k NOT INDEXED"
+    if boundary is None:
+        return table, "", []
+    return table, f"{column} >= {sql.p}", [sql.date(boundary)]
+
+
 def _group_days(db: Database, boundary: dt.date | None) -> None:
     """Group every involvement (from `boundary` on) by character, day, ship and region
     into the temporary table `_FINE`, and that by character and day into `_DAYS`, which
@@ -571,14 +582,7 @@ def _group_days(db: Database, boundary: dt.date | None) -> None:
     so the next incremental run counts it."""
     sql = _Sql(db)
     start = sql.period_start("daily", "k.kill_time")
-    params: list[Any] = []
-    where = ""
-    if boundary is not None:
-        where = f"{start} >= {sql.p}"
-        params.append(sql.date(boundary))
-    # a full scan reads the table in order; SQLite would otherwise walk it through the
-    # (character, time) index, which is slower for every row
-    table = "killmails k" if sql.pg else "killmails k NOT INDEXED"
+    table, where, params = _full_scan(sql, start, boundary)
     scan = _Scan(table, where, "k.related_character_id", start, params)
     _drop_rebuild_tables(db)
     with db.atomic():
@@ -888,12 +892,7 @@ def _group_figures_all(db: Database, boundary: dt.date | None) -> None:
     `_GROUP_NEW` (outside the write transactions, like `_group_days`)."""
     sql = _Sql(db)
     day = sql.period_start("daily", "k.kill_time")
-    params: list[Any] = []
-    where = ""
-    if boundary is not None:
-        where = f"k.kill_time >= {sql.p}"
-        params.append(sql.date(boundary))
-    table = "killmails k" if sql.pg else "killmails k NOT INDEXED"
+    table, where, params = _full_scan(sql, "k.kill_time", boundary)
     db.execute_sql(f"DROP TABLE IF EXISTS {_GROUP_NEW}")
     with db.atomic():
         sql.tune(db)
